@@ -44,6 +44,6 @@ def bundled_path(spec_or_name: str) -> Path:
 
 
 def bundled_family(spec_or_name: str) -> str:
-    """"hf" for a Hugging Face folder, else the memory-network family named in its config."""
+    """ "hf" for a Hugging Face folder, else the memory-network family named in its config."""
     config = json.loads((bundled_path(spec_or_name) / "config.json").read_text())
     return config.get("stmem_family", "hf")

@@ -1,0 +1,65 @@
+"""Session state shared across pages, and the view kept in the URL's query parameters."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+# Query parameter -> session state key. A link with these parameters reopens the same view.
+QUERY_KEYS = {
+    "model": "sidebar.spec",
+    "text": "attention.text",
+    "target": "attention.target",
+    "layer": "attention.layer",
+    "head": "attention.head",
+    "query": "attention.query",
+}
+INT_KEYS = {"layer", "head", "query"}
+
+
+def apply_query_params() -> None:
+    """Copy the URL's view into session state once per session, before widgets are drawn."""
+    if st.session_state.get("state.query_applied"):
+        return
+    st.session_state["state.query_applied"] = True
+    for param, key in QUERY_KEYS.items():
+        if param not in st.query_params:
+            continue
+        value = st.query_params[param]
+        if param in INT_KEYS:
+            try:
+                value = int(value)
+            except ValueError:
+                continue
+        st.session_state[key] = value
+
+
+def write_query_params(**view: object) -> None:
+    """Put the current view into the URL so that a copied link reopens it."""
+    for param, value in view.items():
+        if value is None or value == "":
+            st.query_params.pop(param, None)
+        else:
+            st.query_params[param] = str(value)
+
+
+def trained_models() -> dict[str, str]:
+    """Models trained in this session: display name -> folder (filled by the Train page)."""
+    return st.session_state.setdefault("session.trained_models", {})
+
+
+KEPT_PREFIXES = ("sidebar.", "attention.", "memory.", "forgetting.", "train.")
+
+
+def keep_widget_state() -> None:
+    """Keep widget values when the user switches pages.
+
+    Streamlit forgets a widget's value once a run does not draw it; writing each value back into
+    session state at the top of every run makes it plain state, which survives page switches.
+    """
+    for key in list(st.session_state.keys()):
+        if isinstance(key, str) and key.startswith(KEPT_PREFIXES):
+            try:
+                st.session_state[key] = st.session_state[key]
+            except st.errors.StreamlitAPIException:
+                # Buttons and download buttons cannot be set; they need no keeping.
+                pass
