@@ -36,6 +36,47 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_attention(args: argparse.Namespace) -> int:
+    from stmem_viz.models.capture import capture_attention
+    from stmem_viz.models.hf import load_model
+    from stmem_viz.plots.export import arrays_npz
+
+    loaded = load_model(args.model, args.device, args.dtype, args.trust_remote_code)
+    n_layers = loaded.n_layers if loaded.kind != "encoder-decoder" else loaded.n_encoder_layers
+    limit = min(n_layers, loaded.n_layers)
+    if not 0 <= args.layer < limit:
+        raise StmemError(f"--layer must be between 0 and {limit - 1} for {args.model}.")
+    captured = capture_attention(
+        loaded, args.text, target=args.target, layers=[args.layer], max_tokens=args.max_tokens
+    )
+    if captured.truncated:
+        print(
+            f"warning: text truncated from {captured.n_input_tokens} to {args.max_tokens} tokens",
+            file=sys.stderr,
+        )
+    if loaded.kind == "encoder-decoder":
+        arrays = {
+            "encoder_tokens": captured.tokens,
+            "decoder_tokens": captured.target_tokens,
+            "encoder_attention": captured.weights[("encoder", args.layer)],
+            "decoder_attention": captured.weights[("decoder", args.layer)],
+            "cross_attention": captured.weights[("cross", args.layer)],
+        }
+    else:
+        arrays = {"tokens": captured.tokens, "attention": captured.weights[("self", args.layer)]}
+    Path(args.out).write_bytes(arrays_npz(**arrays))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="run code shipped with a hub model"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stmem-viz", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -48,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the bundled models and the devices found")
     p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("attention", help="write one layer's attention weights to an .npz file")
+    p.add_argument("model", help="bundled:NAME, a local folder, or a Hugging Face hub id")
+    p.add_argument("--text", required=True, help="input text (the source for encoder-decoders)")
+    p.add_argument("--target", default=None, help="decoder text for encoder-decoder models")
+    p.add_argument("--layer", type=int, default=0)
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--out", required=True, help="output .npz file")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_attention)
     return parser
 
 
@@ -57,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         return int(args.func(args) or 0)
-    except StmemError as error:
+    except (StmemError, OSError) as error:
         print(f"stmem-viz: error: {error}", file=sys.stderr)
         return 2
 
