@@ -40,6 +40,10 @@ from transformers import (
 
 FAMILIES = ("gpt2", "llama", "bert", "bart")
 
+# Weights drawn wider than the usual 0.02 so that attention is peaked, not nearly uniform:
+# tests comparing weights then notice a wrong scale, mask or head order.
+INIT_STD = 0.4
+
 # A token that looks like markup: it must reach the renderer as literal text.
 HTML_TOKEN = "<img src=x onerror=alert(1)>"
 
@@ -154,6 +158,7 @@ def build_tiny_model(family: str) -> tuple[torch.nn.Module, PreTrainedTokenizerF
             n_embd=32,
             n_layer=2,
             n_head=4,
+            initializer_range=INIT_STD,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
@@ -167,6 +172,7 @@ def build_tiny_model(family: str) -> tuple[torch.nn.Module, PreTrainedTokenizerF
             num_hidden_layers=2,
             num_attention_heads=4,
             num_key_value_heads=2,
+            initializer_range=INIT_STD,
             max_position_embeddings=128,
             rope_theta=10000.0,
             bos_token_id=1,
@@ -183,6 +189,7 @@ def build_tiny_model(family: str) -> tuple[torch.nn.Module, PreTrainedTokenizerF
             num_attention_heads=4,
             intermediate_size=64,
             max_position_embeddings=128,
+            initializer_range=INIT_STD,
             pad_token_id=0,
         )
         model = BertForMaskedLM(config)
@@ -197,6 +204,7 @@ def build_tiny_model(family: str) -> tuple[torch.nn.Module, PreTrainedTokenizerF
             decoder_attention_heads=4,
             encoder_ffn_dim=64,
             decoder_ffn_dim=64,
+            init_std=INIT_STD,
             max_position_embeddings=128,
             bos_token_id=0,
             pad_token_id=1,
