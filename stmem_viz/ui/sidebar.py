@@ -116,7 +116,7 @@ def load_chosen(choice: ModelChoice):
 
 def model_card(loaded) -> None:
     """A compact card of what is loaded, at the bottom of the sidebar."""
-    with st.sidebar.container(border=True):
-        st.caption("Loaded")
-        for key, value in loaded.summary().items():
-            st.text(f"{key}: {value}")
+    with st.sidebar.expander("Loaded model", expanded=True):
+        rows = loaded.summary()
+        width = max(len(key) for key in rows)
+        st.text("\n".join(f"{key:<{width}}  {value}" for key, value in rows.items()))
