@@ -311,7 +311,8 @@ def _eager(model: PreTrainedModel) -> Iterator[None]:
         configs = _configs(model)
         previous = {id(c): c._attn_implementation_internal for c in configs}
         try:
-            model.set_attn_implementation("eager")
+            if _routes_through_interface(model):
+                model.set_attn_implementation("eager")
             yield
         finally:
             for config in configs:
@@ -357,12 +358,15 @@ def run_with_attention(
     """
     requested = _requested(loaded, layers, stacks)
     inputs = {k: v.to(loaded.device) for k, v in inputs.items()}
+    outputs, seen = None, set()
     with torch.inference_mode():
-        with attention_capture(loaded, requested, on_attention, with_scores) as session:
-            outputs = loaded.model(**inputs, **_forward_flags(loaded))
-        missing = requested - session.seen
+        if _routes_through_interface(loaded.model):
+            with attention_capture(loaded, requested, on_attention, with_scores) as session:
+                outputs = loaded.model(**inputs, **_forward_flags(loaded))
+            seen = set(session.seen)
+        missing = requested - seen
         if not missing:
-            return AttentionRun(outputs, set(session.seen))
+            return AttentionRun(outputs, seen)
         log.info("%d attention modules bypassed the interface; using eager", len(missing))
         with _eager(loaded.model):
             eager_outputs = loaded.model(**inputs, **_forward_flags(loaded), output_attentions=True)
@@ -375,7 +379,13 @@ def run_with_attention(
                 "this architecture cannot be shown."
             )
         on_attention(stack, layer, weights.float(), None)
-    return AttentionRun(outputs, set(session.seen) | missing, EAGER_NOTE)
+    return AttentionRun(eager_outputs if outputs is None else outputs, seen | missing, EAGER_NOTE)
+
+
+def _routes_through_interface(model: PreTrainedModel) -> bool:
+    """Whether the model picks its attention function by name from ``AttentionInterface``."""
+    check = getattr(model, "_can_set_attn_implementation", None)
+    return True if check is None else bool(check())
 
 
 def _forward_flags(loaded: LoadedModel) -> dict[str, Any]:
