@@ -69,6 +69,82 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_tasks(text: str) -> list[int]:
+    try:
+        tasks = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise StmemError(f"--tasks takes task numbers like 1,2,3; got '{text}'.") from None
+    if not tasks or any(t not in (1, 2, 3) for t in tasks):
+        raise StmemError(f"--tasks takes task numbers among 1, 2 and 3; got '{text}'.")
+    return tasks
+
+
+def _parse_sizes(items: list[str]) -> dict[str, int]:
+    sizes = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            sizes[key.strip()] = int(value)
+        except ValueError:
+            raise StmemError(f"--size takes NAME=INTEGER, e.g. slots=20; got '{item}'.") from None
+    return sizes
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from stmem_viz.models.train import train
+
+    bar = tqdm(total=1, desc=args.family, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def report(progress) -> bool:
+        bar.total = progress.total_steps
+        bar.n = progress.step
+        accuracy = "-" if progress.val_accuracy is None else f"{progress.val_accuracy:.3f}"
+        bar.set_postfix(epoch=progress.epoch, loss=f"{progress.loss:.4f}", val_acc=accuracy)
+        return True
+
+    with bar:
+        result = train(
+            args.family,
+            tasks=_parse_tasks(args.tasks),
+            n_stories=args.stories,
+            epochs=args.epochs,
+            seed=args.seed,
+            device=args.device,
+            out=args.out,
+            babi_dir=args.babi_dir,
+            sizes=_parse_sizes(args.size),
+            progress=report,
+        )
+    final = result.history[-1].val_accuracy if result.history else None
+    print(f"wrote {result.out}" + ("" if final is None else f" (validation accuracy {final:.3f})"))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from stmem_viz.models.evaluate import evaluate
+
+    rows = evaluate(
+        args.model,
+        tasks=_parse_tasks(args.tasks),
+        n=args.n,
+        seed=args.seed,
+        babi_file=args.babi_file,
+        device=args.device,
+    )
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+        else:
+            print(
+                f"{row['model']}  task {row['task']}  n={row['n']}  accuracy {row['accuracy']:.3f}"
+            )
+    return 0
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
@@ -99,6 +175,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npz file")
     _add_model_options(p)
     p.set_defaults(func=_cmd_attention)
+
+    p = sub.add_parser("train", help="train a story model on generated stories or bAbI files")
+    p.add_argument("family", choices=["story-entnet", "story-memn2n", "story-gpt"])
+    p.add_argument("--tasks", default="1,2,3", help="bAbI tasks, e.g. 1,2,3")
+    p.add_argument("--stories", type=int, default=10000, help="training stories per task")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--babi-dir", default=None, help="train on the qa*_train.txt files here")
+    p.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="network size, e.g. slots=20 dim=100 (entnet), hops=3 (memn2n), num_hidden_layers=2",
+    )
+    p.add_argument("--out", required=True, help="folder to write the checkpoint to")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy of a story model on fresh stories or a bAbI file")
+    p.add_argument("model", help="bundled:NAME or a trained model's folder")
+    p.add_argument("--tasks", default="1,2,3")
+    p.add_argument("--n", type=int, default=1000, help="stories per task")
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--babi-file", default=None, help="evaluate on this bAbI file instead")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="one JSON line per task")
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 
