@@ -210,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    if not args.verbose and args.command != "app":
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # keep stderr to our own lines
     try:
         return int(args.func(args) or 0)
     except (StmemError, OSError) as error:
