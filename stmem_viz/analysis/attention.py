@@ -65,7 +65,7 @@ def head_metrics_from_weights(weights: np.ndarray) -> dict[str, np.ndarray]:
 
     # entropy of each row, 0 log 0 = 0
     logs = np.log(weights, out=np.zeros_like(weights), where=weights > 0)
-    entropy = -(weights * logs).sum(axis=-1).mean(axis=-1)
+    entropy = 0.0 - (weights * logs).sum(axis=-1).mean(axis=-1)  # 0.0 - x: no negative zero
 
     # weight on the first key and on the previous key
     first = weights[:, :, 0].mean(axis=-1)
