@@ -145,6 +145,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from stmem_viz.analysis.memory import load_story_file, trace_arrays
+    from stmem_viz.models.story_models import load_story_model
+    from stmem_viz.plots.export import arrays_npz
+
+    story = load_story_file(args.story, args.index)
+    model = load_story_model(args.model, device=args.device)
+    trace = model.trace(list(story.sentences), story.question)
+    if trace.unknown_words:
+        print(f"warning: unknown words read as <unk>: {trace.unknown_words}", file=sys.stderr)
+    Path(args.out).write_bytes(arrays_npz(**trace_arrays(trace, model.vocab)))
+    print(f"wrote {args.out} ({model.family}, {len(story.sentences)} sentences)")
+    return 0
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
@@ -203,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="one JSON line per task")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("trace", help="write a memory network's trace of one story to an .npz file")
+    p.add_argument("model", help="bundled:story-entnet, bundled:story-memn2n or a model folder")
+    p.add_argument(
+        "--story", required=True, help="bAbI file, or one sentence per line ending with a question"
+    )
+    p.add_argument("--index", type=int, default=None, help="story of a multi-story file (from 0)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="output .npz file")
+    p.set_defaults(func=_cmd_trace)
     return parser
 
 
