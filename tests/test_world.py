@@ -9,7 +9,15 @@ import re
 import pytest
 
 from stmem_viz import StmemError
-from stmem_viz.data import ACTORS, LOCATIONS, OBJECTS, Story, generate_stories, generate_story
+from stmem_viz.data import (
+    ACTORS,
+    LOCATIONS,
+    OBJECTS,
+    Story,
+    generate_stories,
+    generate_story,
+    generate_story_series,
+)
 
 MOVE = re.compile(r"^(\w+) (?:went|journeyed|travelled|moved|went back) to the (\w+)\.$")
 GET = re.compile(r"^(\w+) (?:got|grabbed|took|picked up) the (\w+)( there)?\.$")
@@ -141,3 +149,17 @@ def test_impossible_requests_raise_a_user_error(kwargs, message):
 def test_empty_length_range_is_a_user_error():
     with pytest.raises(StmemError, match="max_sentences"):
         generate_stories(3, 5, min_sentences=2, max_sentences=2)
+
+
+@pytest.mark.parametrize("task", [1, 2, 3])
+def test_a_series_asks_after_each_sentence_of_one_story(task):
+    rng = random.Random(task)
+    for _ in range(30):
+        series = generate_story_series(task, rng, n_sentences=12)
+        full = series[-1].sentences
+        assert len({s.question.task for s in series}) == 1
+        assert [len(s.sentences) for s in series] == sorted({len(s.sentences) for s in series})
+        for story in series:
+            assert story.sentences == full[: len(story.sentences)]
+            assert replay(story) == (story.question.answer, story.question.support)
+    assert len(generate_story_series(1, rng, n_sentences=5)) == 5

@@ -22,6 +22,7 @@ from stmem_viz.data.world import (
     Story,
     generate_stories,
     generate_story,
+    generate_story_series,
 )
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "encode_story",
     "generate_stories",
     "generate_story",
+    "generate_story_series",
     "infer_task",
     "parse_story_text",
     "read_babi",

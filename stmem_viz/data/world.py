@@ -141,49 +141,66 @@ class _World:
             self.holder[action.target] = None
 
 
+class _Replay:
+    """Reads actions one at a time and answers any question about the story so far."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.actor_at: dict[str, str | None] = dict.fromkeys(ACTORS)
+        self.last_move: dict[str, int] = {}
+        self.holder: dict[str, str | None] = dict.fromkeys(OBJECTS)
+        self.last_get: dict[str, int] = {}
+        self.dropped: dict[str, tuple[str, int, int]] = {}  # object -> (location, drop, move)
+        # (object, location) -> (previous location, support) of the object's last arrival
+        self.arrivals: dict[tuple[str, str], tuple[str, tuple[int, ...]]] = {}
+
+    def read(self, action: _Action) -> None:
+        self.n += 1
+        i = self.n
+        if action.kind == "move":
+            previous = self.actor_at[action.actor]
+            for o in OBJECTS:
+                if self.holder[o] == action.actor:
+                    assert previous is not None, "an actor holding an object has a location"
+                    support = (self.last_get[o], self.last_move[action.actor], i)
+                    self.arrivals[o, action.target] = (previous, support)
+            self.actor_at[action.actor] = action.target
+            self.last_move[action.actor] = i
+        elif action.kind == "get":
+            self.holder[action.target] = action.actor
+            self.last_get[action.target] = i
+            self.dropped.pop(action.target, None)
+        else:
+            location = self.actor_at[action.actor]
+            assert location is not None, "an actor holding an object has a location"
+            self.holder[action.target] = None
+            self.dropped[action.target] = (location, i, self.last_move[action.actor])
+
+    def answer(self, ask: _Ask) -> tuple[str, tuple[int, ...]] | None:
+        """The answer and supporting facts of ``ask``; None if the story does not tell it."""
+        if ask.task == 1:
+            location = self.actor_at[ask.subject]
+            return None if location is None else (location, (self.last_move[ask.subject],))
+        if ask.task == 3:
+            assert ask.location is not None, "task 3 asks about a location"
+            return self.arrivals.get((ask.subject, ask.location))
+        owner = self.holder[ask.subject]
+        if owner is not None:
+            location = self.actor_at[owner]
+            assert location is not None, "an actor holding an object has a location"
+            return location, (self.last_get[ask.subject], self.last_move[owner])
+        if ask.subject in self.dropped:
+            location, drop_id, move_id = self.dropped[ask.subject]
+            return location, (drop_id, move_id)
+        return None
+
+
 def _answer(actions: list[_Action], ask: _Ask) -> tuple[str, tuple[int, ...]] | None:
     """Replay ``actions`` and answer ``ask``; None if the story does not tell the answer."""
-    actor_at: dict[str, str | None] = dict.fromkeys(ACTORS)
-    last_move: dict[str, int] = {}
-    holder: dict[str, str | None] = dict.fromkeys(OBJECTS)
-    last_get: dict[str, int] = {}
-    dropped: dict[str, tuple[str, int, int]] = {}  # object -> (location, drop id, move id)
-    arrival: tuple[str, tuple[int, ...]] | None = None  # task 3: (previous location, support)
-
-    for i, action in enumerate(actions, start=1):
-        if action.kind == "move":
-            carried = [o for o in OBJECTS if holder[o] == action.actor]
-            if ask.task == 3 and ask.subject in carried and action.target == ask.location:
-                previous = actor_at[action.actor]
-                assert previous is not None, "an actor holding an object has a location"
-                support = (last_get[ask.subject], last_move[action.actor], i)
-                arrival = (previous, support)
-            actor_at[action.actor] = action.target
-            last_move[action.actor] = i
-        elif action.kind == "get":
-            holder[action.target] = action.actor
-            last_get[action.target] = i
-            dropped.pop(action.target, None)
-        else:
-            location = actor_at[action.actor]
-            assert location is not None, "an actor holding an object has a location"
-            holder[action.target] = None
-            dropped[action.target] = (location, i, last_move[action.actor])
-
-    if ask.task == 1:
-        location = actor_at[ask.subject]
-        return None if location is None else (location, (last_move[ask.subject],))
-    if ask.task == 3:
-        return arrival
-    owner = holder[ask.subject]
-    if owner is not None:
-        location = actor_at[owner]
-        assert location is not None, "an actor holding an object has a location"
-        return location, (last_get[ask.subject], last_move[owner])
-    if ask.subject in dropped:
-        location, drop_id, move_id = dropped[ask.subject]
-        return location, (drop_id, move_id)
-    return None
+    replay = _Replay()
+    for action in actions:
+        replay.read(action)
+    return replay.answer(ask)
 
 
 def _possible_asks(task: int) -> list[_Ask]:
@@ -303,6 +320,51 @@ def generate_story(
     question = Question(text=ask.text(), answer=answer, support=support, task=task)
     sentences = tuple(_render(action, rng) for action in actions)
     return Story(sentences=sentences, question=question)
+
+
+def generate_story_series(task: int, rng: random.Random, n_sentences: int = 10) -> list[Story]:
+    """Tell one story and ask a question after every sentence that allows one.
+
+    This is how bAbI files interleave questions with a story. Each returned ``Story`` holds
+    the sentences told so far, so all of them are prefixes of the last one; a causal language
+    model can read the story once and answer every question (see ``stmem_viz.models.story_gpt``).
+
+    Args:
+        task: 1, 2 or 3.
+        rng: the source of randomness.
+        n_sentences: length of the whole story.
+
+    Returns:
+        One story per question, shortest first (at least one).
+
+    Raises:
+        StmemError: unknown task or too few sentences for the task.
+    """
+    if task not in TASKS:
+        raise StmemError(f"Task {task} is not generated here; choose one of {list(TASKS)}.")
+    if n_sentences < MIN_SENTENCES[task]:
+        raise StmemError(
+            f"A task {task} story needs at least {MIN_SENTENCES[task]} sentences; "
+            f"got {n_sentences}."
+        )
+    asks = _possible_asks(task)
+    for _ in range(_MAX_ATTEMPTS):
+        _, actions = _random_actions(task, n_sentences, rng)
+        sentences = tuple(_render(action, rng) for action in actions)
+        replay = _Replay()
+        series = []
+        for k, action in enumerate(actions, start=1):
+            replay.read(action)
+            answered = [(ask, replay.answer(ask)) for ask in asks]
+            answered = [(ask, found) for ask, found in answered if found is not None]
+            if not answered:
+                continue
+            ask, (answer, support) = rng.choice(answered)
+            question = Question(text=ask.text(), answer=answer, support=support, task=task)
+            series.append(Story(sentences=sentences[:k], question=question))
+        if series:
+            return series
+    raise RuntimeError(f"no answerable task {task} story of {n_sentences} sentences was generated")
 
 
 def generate_stories(
