@@ -305,3 +305,12 @@ def test_unknown_layer_or_stack_is_refused(tiny_loaded):
         capture_attention(tiny_loaded["gpt2"], TEXT, layers=[5])
     with pytest.raises(StmemError, match="no stack"):
         capture_attention(tiny_loaded["gpt2"], TEXT, stacks=["cross"])
+
+
+def test_bfloat16_model_gives_float32_weights_that_sum_to_one(tiny_model_dirs):
+    loaded = load_model(str(tiny_model_dirs["llama"]), device="cpu", dtype="bfloat16")
+    capture = capture_attention(loaded, TEXT, layers=[1])
+    weights = capture.weights[("self", 1)]
+    assert weights.dtype == np.float32
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+    assert (np.triu(weights, 1) == 0).all()
