@@ -290,10 +290,8 @@ def attention_capture(
     with _lock:
         configs = _configs(model)
         previous = {id(c): c._attn_implementation_internal for c in configs}
-        before = model.config._attn_implementation
-        stock = sdpa_attention_forward
-        if before in AttentionInterface._global_mapping and before != CAPTURE_IMPLEMENTATION:
-            stock = AttentionInterface._global_mapping[before]
+        # the masks are built as for sdpa, so uncaptured modules run sdpa whatever was set before
+        stock = AttentionInterface._global_mapping.get("sdpa", sdpa_attention_forward)
         session = _Session(targets, on_attention, with_scores, stock)
         try:
             model.set_attn_implementation(CAPTURE_IMPLEMENTATION)
