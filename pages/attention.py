@@ -88,11 +88,12 @@ state.write_query_params(
     query=st.session_state.get("attention.query"),
 )
 
-st.caption("Tokens")
-st.dataframe(
-    pd.DataFrame([view.key_tokens], columns=[str(i) for i in view.key_indices]),
-    hide_index=True,
-)
+st.caption(f"Tokens ({len(view.key_tokens)} shown)")
+if len(view.key_tokens) <= 48:
+    strip = pd.DataFrame([view.key_tokens], columns=[str(i) for i in view.key_indices])
+else:
+    strip = pd.DataFrame({"position": view.key_indices, "token": view.key_tokens})
+st.dataframe(strip, hide_index=True, height="auto" if len(view.key_tokens) <= 48 else 200)
 
 name = f"{stack}-layer{layer}-{'mean' if head_index is None else f'head{head_index}'}"
 tabs = st.tabs(["Heatmap", "All heads", "One query", "Heads overview", "Head table", "Rollout"])

@@ -106,3 +106,15 @@ def test_exports_round_trip():
     np.testing.assert_array_equal(loaded["attention"], weights)
     html = figure_html(attention_heatmap(weights, ["a"] * 3, ["a"] * 3)).decode()
     assert "plotly" in html and "<html>" in html
+
+
+def test_query_view_of_a_long_row_keeps_the_heaviest_keys_in_order():
+    weights = np.full(500, 0.001)
+    weights[[3, 250, 499]] = [0.2, 0.3, 0.1]
+    scores = np.log(weights)
+    figure = query_scores(scores, weights, [f"t{i}" for i in range(500)], "499: t499", max_keys=10)
+    labels = list(figure.layout.yaxis.ticktext)
+    assert len(labels) == 10
+    assert labels[0].startswith("0:") or labels[0].startswith("1:")
+    assert "3: t3" in labels and "250: t250" in labels and "499: t499" in labels
+    assert "of 500" in figure.layout.title.text

@@ -157,14 +157,23 @@ def query_scores(
     weights: np.ndarray,
     key_tokens: Sequence[str],
     query_label: str,
+    max_keys: int = 96,
 ) -> go.Figure:
     """One query's raw scores e_ij = q_i . k_j / sqrt(d) beside alpha_ij = softmax_j(e_ij).
 
     Args:
         scores: [key] raw scores with masked keys as -inf, or None when the model gave none.
         weights: [key] softmax weights.
+        max_keys: longer rows show only the keys with the most weight, in position order.
     """
-    labels = token_labels(key_tokens)
+    positions = np.arange(len(key_tokens))
+    title = f"query {safe_label(query_label)}"
+    if len(positions) > max_keys:
+        positions = np.sort(np.argsort(-np.asarray(weights), kind="stable")[:max_keys])
+        title += f" (the {max_keys} keys with the most weight, of {len(key_tokens)})"
+        weights = np.asarray(weights)[positions]
+        scores = None if scores is None else np.asarray(scores)[positions]
+    labels = token_labels([key_tokens[j] for j in positions], positions.tolist())
     panels = 2 if scores is not None else 1
     figure = make_subplots(
         rows=1,
@@ -219,7 +228,7 @@ def query_scores(
         tickmode="array", tickvals=y, ticktext=labels, autorange="reversed", row=1, col=1
     )
     figure.update_layout(
-        title={"text": f"query {safe_label(query_label)}"},
+        title={"text": title},
         showlegend=False,
         height=max(300, 18 * len(labels) + 120),
         margin={"l": 10, "r": 10, "t": 70, "b": 10},
