@@ -160,6 +160,48 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_forget(args: argparse.Namespace) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from stmem_viz.analysis import forgetting as fg
+
+    depths = fg.parse_depths(args.depths) if args.depths else fg.DEFAULT_DEPTHS
+    options = {"n": args.n, "seed": args.seed, "task": args.task, "span": args.span}
+    settings = fg.make_settings(
+        args.experiment, args.grid, depths=depths, text=args.text or "", **options
+    )
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise StmemError(f"--out must end in .csv or .parquet; got '{out.name}'.")
+    subjects = [fg.load_subject(spec, args.device) for spec in args.models]
+    for subject in subjects:
+        fg.check_subject(settings, subject)
+    n_chunks = len(fg.plan_chunks(settings, args.models))
+    bar = tqdm(total=n_chunks, desc=args.experiment, unit="chunk", file=sys.stderr)
+
+    def progress(done: int, total: int) -> bool:
+        bar.update(done - bar.n)
+        return True
+
+    try:
+        result = fg.run_experiment(settings, subjects, progress=progress)
+    finally:
+        bar.close()
+    if out.suffix.lower() == ".parquet":
+        result.samples.to_parquet(out, index=False)
+    else:
+        result.samples.to_csv(out, index=False)
+    if args.json:
+        for line in result.json_lines():
+            print(json.dumps(line))
+    else:
+        print(result.fits.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(f"wrote {len(result.samples)} samples to {out}", file=sys.stderr)
+    return 0
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
@@ -228,6 +270,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(func=_cmd_trace)
+
+    p = sub.add_parser("forget", help="forgetting curves and half-lives of one or more models")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="bundled:NAME, folder or hub id")
+    p.add_argument("--experiment", required=True, help="distance, depth-length, passkey, ...")
+    p.add_argument("--grid", default=None, help="e.g. 0,1,2,4 (default: per experiment)")
+    p.add_argument("--depths", default=None, help="fact depths in %% (depth-length, passkey)")
+    p.add_argument("--n", type=int, default=20, help="samples per grid point")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", type=int, default=1, help="bAbI task of the stories")
+    p.add_argument("--span", type=int, default=16, help="copied span in tokens (copy-gap)")
+    p.add_argument("--text", default=None, help="text for position-nll (default: generated)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="samples file: .csv or .parquet")
+    p.add_argument("--json", action="store_true", help="one JSON line per model")
+    p.set_defaults(func=_cmd_forget)
     return parser
 
 
