@@ -17,18 +17,9 @@ st.caption(
 )
 
 # Model.
-options = ui.model_options()
-if not options:
-    st.info(
-        "No memory network is available: no bundled story-entnet or story-memn2n is installed "
-        "and none was trained in this session. Train one on the Train page."
-    )
+spec = ui.model_picker()
+if spec is None:
     st.stop()
-if st.session_state.get("memory.model") not in options:
-    st.session_state["memory.model"] = next(iter(options))
-spec = st.sidebar.selectbox(
-    "Memory network", list(options), format_func=options.get, key="memory.model"
-)
 try:
     model = ui.load_model(spec)
 except StmemError as error:
@@ -76,29 +67,11 @@ n = len(trace.sentences)
 # Step by step (EntNet): only this fragment reruns when the step moves.
 if model.family == "entnet":
     words, sims = ui.similarity(spec, key, story)
-    st.session_state.setdefault("memory.step", n)
-    if not 1 <= st.session_state["memory.step"] <= n:
-        st.session_state["memory.step"] = n
-    playing = bool(st.session_state.get("memory.playing")) and n > 1
+    playing = ui.prepare_step(key, n)
 
-    @st.fragment(run_every=0.8 if playing else None)
+    @st.fragment(run_every=ui.PLAY_SECONDS if playing else None)
     def step_view() -> None:
-        if st.session_state.get("memory.playing"):
-            if st.session_state["memory.step"] >= n:
-                st.session_state["memory.playing"] = False
-                st.rerun(scope="app")
-            st.session_state["memory.step"] += 1
-        left, right = st.columns([6, 1])
-        if n > 1:
-            left.slider("Sentence", 1, n, key="memory.step")
-        label = "Pause" if st.session_state.get("memory.playing") else "Play"
-        if right.button(label, key="memory.play", disabled=n < 2):
-            start = not st.session_state.get("memory.playing")
-            if start and st.session_state["memory.step"] >= n:
-                st.session_state["memory.step"] = 1
-            st.session_state["memory.playing"] = start
-            st.rerun(scope="app")
-        t = int(st.session_state["memory.step"]) - 1
+        t = ui.step_controls(n, playing)
         sentence = f"{t + 1}: {trace.sentences[t]}"
         state_fig = figures.slot_state_heatmaps(
             trace.slots_before[t], trace.slots_after[t], sentence

@@ -33,6 +33,8 @@ EXAMPLE_TEXT = (
     "Where is Mary?"
 )
 MAX_GENERATED = 80
+OTHER = "other"
+PLAY_SECONDS = 0.8
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~$])")
 
 
@@ -62,6 +64,37 @@ def model_options() -> dict[str, str]:
         if family is not None:
             options[str(folder)] = f"{name} (trained this session, {family})"
     return options
+
+
+def model_picker() -> str | None:
+    """The sidebar's memory-network choice: a spec, or None (after a hint) if none is chosen."""
+    options = model_options()
+    options[OTHER] = "Other: a model folder"
+    if st.session_state.get("memory.model") not in options:
+        st.session_state["memory.model"] = next(iter(options))
+    spec = st.sidebar.selectbox(
+        "Memory network", list(options), format_func=options.get, key="memory.model"
+    )
+    if spec != OTHER:
+        return spec
+    if len(options) == 1:
+        st.sidebar.caption(
+            "No bundled story-entnet or story-memn2n is installed and none was trained in this "
+            "session."
+        )
+    folder = st.sidebar.text_input(
+        "Model folder",
+        key="memory.folder",
+        help="A folder written by 'stmem-viz train' or the Train page: config.json, "
+        "model.safetensors and vocab.json.",
+    )
+    if not folder.strip():
+        st.info(
+            "Choose a memory network in the sidebar: type the folder of a trained EntNet or "
+            "MemN2N, or train one on the Train page."
+        )
+        return None
+    return folder.strip()
 
 
 def _stamp(spec: str) -> float:
@@ -206,6 +239,69 @@ def ablation(
 def support_indexes(story: analysis.StoryInput) -> list[int]:
     """0-based supporting facts of a story."""
     return [i - 1 for i in story.support if 1 <= i <= len(story.sentences)]
+
+
+def prepare_step(key: str, n: int) -> bool:
+    """Keep the step in ``1..n``, show the last sentence of each new story, and say whether the
+    step view should play (advance by itself).
+
+    Args:
+        key: the story's :func:`story_key`.
+        n: number of sentences.
+    """
+    if st.session_state.get("memory.step_story") != key:
+        st.session_state["memory.step_story"] = key
+        st.session_state["memory.step"] = n
+        st.session_state["memory.playing"] = False
+    if not 1 <= st.session_state.get("memory.step", n) <= n:
+        st.session_state["memory.step"] = n
+    return bool(st.session_state.get("memory.playing")) and n > 1
+
+
+def _toggle_play(n: int) -> None:
+    start = not st.session_state.get("memory.playing", False)
+    if start and st.session_state.get("memory.step", n) >= n:
+        st.session_state["memory.step"] = 1
+    st.session_state["memory.playing"] = start
+    st.session_state["memory.play_started"] = start
+
+
+def _pause() -> None:
+    st.session_state["memory.playing"] = False
+
+
+def step_controls(n: int, timer_on: bool) -> int:
+    """The sentence slider and the Play/Pause button; call inside the step fragment.
+
+    While playing, every run of the fragment (its timer fires every ``PLAY_SECONDS``) moves one
+    sentence on, and playing stops at the last sentence. Moving the slider pauses.
+
+    Args:
+        n: number of sentences.
+        timer_on: whether the fragment was started with its timer (see :func:`prepare_step`).
+
+    Returns:
+        The chosen sentence, 0-based.
+    """
+    playing = bool(st.session_state.get("memory.playing")) and n > 1
+    if playing != timer_on:
+        st.rerun(scope="app")  # start or stop the fragment's timer
+    if playing and not st.session_state.pop("memory.play_started", False):
+        if st.session_state["memory.step"] >= n:
+            st.session_state["memory.playing"] = False
+            st.rerun(scope="app")
+        st.session_state["memory.step"] += 1
+    left, right = st.columns([6, 1])
+    if n > 1:
+        left.slider("Sentence", 1, n, key="memory.step", on_change=_pause)
+    right.button(
+        "Pause" if playing else "Play",
+        key="memory.play",
+        on_click=_toggle_play,
+        args=(n,),
+        disabled=n < 2,
+    )
+    return int(st.session_state["memory.step"]) - 1
 
 
 def _bump_seed() -> None:
