@@ -54,13 +54,12 @@ with st.expander(f"The story ({len(story.sentences)} sentences)", expanded=False
     lines.append(f"Q: {story.question}" + (f"   A: {story.answer}" if story.answer else ""))
     st.text("\n".join(lines))
 top = model.vocab.words[int(trace.answer_probs.argmax())]
-cols = st.columns(4)
-cols[0].metric("Question", story.question)
-cols[1].metric("Model's answer", f"{top} (p = {float(trace.answer_probs.max()):.3f})")
-cols[2].metric("Story's answer", story.answer or "unknown")
-cols[3].metric(
-    f"P({ui.escape_markdown(answer)}), {answer_source}",
-    f"{float(trace.answer_probs[answer_id]):.3f}",
+esc = ui.escape_markdown
+st.markdown(
+    f"**Question:** {esc(story.question)} &nbsp;·&nbsp; "
+    f"**Model's answer:** {esc(top)} (p = {float(trace.answer_probs.max()):.3f}) &nbsp;·&nbsp; "
+    f"**Story's answer:** {esc(story.answer or 'unknown')} &nbsp;·&nbsp; "
+    f"**P({esc(answer)})**, {answer_source}: {float(trace.answer_probs[answer_id]):.3f}"
 )
 n = len(trace.sentences)
 

@@ -25,6 +25,7 @@ BASE_COLOUR = "#1f77b4"
 ABLATED_COLOUR = "#ff7f0e"
 
 _MARGIN = {"l": 10, "r": 10, "t": 60, "b": 10}
+_TOP_AXIS_MARGIN = {"l": 10, "r": 10, "t": 100, "b": 10}
 
 
 def _short(text: str, limit: int = MAX_LABEL) -> str:
@@ -230,16 +231,16 @@ def write_timeline(
                 "line": {"color": HIGHLIGHT, "width": 2},
             }
         )
-    note = f" ({SUPPORT_MARK} supporting fact)" if len(support) else ""
+    note = f" ({SUPPORT_MARK} support)" if len(support) else ""
     return go.Figure(
         data=data,
         layout=dict(
-            title={"text": "Write timeline: gate of each slot for each sentence" + note},
+            title={"text": "Write timeline: gate per slot and sentence" + note},
             shapes=shapes,
             xaxis={"title": {"text": "slot"}, "dtick": 1, "side": "top"},
             yaxis=_sentence_axis(labels),
             height=_height(gates.shape[0]),
-            margin=_MARGIN,
+            margin=_TOP_AXIS_MARGIN,
         ),
     )
 
@@ -309,11 +310,11 @@ def entity_over_time(
     return go.Figure(
         data=data,
         layout=dict(
-            title={"text": f"Slots resembling '{safe_label(entity)}' after each sentence"},
+            title={"text": f"Slots resembling '{safe_label(entity)}' over the story"},
             xaxis={"title": {"text": "slot"}, "dtick": 1, "side": "top"},
             yaxis=_sentence_axis(labels),
             height=_height(similarity.shape[0]),
-            margin=_MARGIN,
+            margin=_TOP_AXIS_MARGIN,
         ),
     )
 
@@ -418,7 +419,7 @@ def hop_attention_heatmap(
             hovertemplate="%{customdata}<br>%{x}<br>attention %{z:.4f}<extra></extra>",
         )
     ]
-    note = f" ({SUPPORT_MARK} supporting fact)" if len(support) else ""
+    note = f" ({SUPPORT_MARK} support)" if len(support) else ""
     return go.Figure(
         data=data,
         layout=dict(
@@ -426,7 +427,7 @@ def hop_attention_heatmap(
             xaxis={"side": "top", "type": "category"},
             yaxis=_sentence_axis(labels),
             height=_height(attention.shape[0]),
-            margin=_MARGIN,
+            margin=_TOP_AXIS_MARGIN,
         ),
     )
 
