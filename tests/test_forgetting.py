@@ -70,11 +70,12 @@ def _random_probes(vocab_size: int, seed: int):
     return prefixes, probes
 
 
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "expanded"])
 @pytest.mark.parametrize("name", ["gpt", "gpt2", "llama"])
-def test_cached_probes_equal_full_forwards(subjects, name):
+def test_cached_probes_equal_full_forwards(subjects, name, packed):
     model = subjects[name].model.model
     prefixes, probes = _random_probes(model.config.vocab_size, seed=1)
-    fast = score_probes(model, prefixes, probes, prefix_batch=2)
+    fast = score_probes(model, prefixes, probes, prefix_batch=2, packed=packed)
     slow = score_probes_full(model, prefixes, probes, batch_size=1)
     assert fast.logprob.shape == slow.logprob.shape == (12, 4)
     np.testing.assert_array_equal(fast.scored, slow.scored)

@@ -61,7 +61,13 @@ from scipy import stats
 
 from stmem_viz import StmemError
 from stmem_viz.analysis.fits import CurveFit, fit_curve
-from stmem_viz.analysis.probes import IGNORE, Probe, score_probes, token_nll
+from stmem_viz.analysis.probes import (
+    IGNORE,
+    Probe,
+    score_probes,
+    score_probes_full,
+    token_nll,
+)
 from stmem_viz.data import ACTORS, LOCATIONS, TASKS, Story, generate_story
 from stmem_viz.data.world import MOVE_VERBS
 
@@ -470,8 +476,22 @@ def _depth_story(task: int, seed: int, sample: int, length: int, depth: float) -
     return generate_story(task, rng, n_sentences=length, distance=length - position)
 
 
+def distance_stories(
+    settings: Settings, samples: Sequence[int]
+) -> tuple[list[Story], list[list[int]]]:
+    """The stories of the ``distance`` experiment and, for each, the sentences kept per grid
+    point: one story with the largest distance serves every grid point through its prefixes."""
+    dmax = max(settings.grid)
+    stories = [_distance_story(settings.task, settings.seed, i, dmax) for i in samples]
+    cuts = [[max(s.question.support) + d for d in settings.grid] for s in stories]
+    return stories, cuts
+
+
 def story_scores(
-    subject: Subject, stories: Sequence[Story], cuts: Sequence[Sequence[int]]
+    subject: Subject,
+    stories: Sequence[Story],
+    cuts: Sequence[Sequence[int]],
+    reuse_cache: bool = True,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Answer each story's question after each of its cuts.
 
@@ -479,13 +499,15 @@ def story_scores(
         subject: a memory network or a causal LM.
         stories: the stories.
         cuts: for each story, numbers of sentences kept (the question follows them).
+        reuse_cache: causal LMs only: run each story once and probe its prefixes from the
+            key-value cache (False: one full forward per story and cut, the slow reference).
 
     Returns:
         For each story, ``(prob [G], correct [G])``: probability of the answer (for a causal
         LM, of all its tokens) and whether it is the arg-max.
     """
     if subject.kind == "causal-lm":
-        return _lm_story_scores(subject, stories, cuts)
+        return _lm_story_scores(subject, stories, cuts, reuse_cache)
     model = subject.model
     out = []
     if subject.kind == "entnet":
@@ -521,7 +543,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def _lm_story_scores(subject, stories, cuts):
+def _lm_story_scores(subject, stories, cuts, reuse_cache=True):
     from stmem_viz.models.story_gpt import format_prompt
 
     loaded = subject.model
@@ -530,7 +552,7 @@ def _lm_story_scores(subject, stories, cuts):
     prefixes, probes = [], []
     for story, story_cuts in zip(stories, cuts, strict=True):
         prompts = [format_prompt(story.sentences[:k], story.question.text) for k in story_cuts]
-        ids = [list(tokenizer(p)["input_ids"]) for p in prompts]
+        ids = [list(row) for row in tokenizer(prompts)["input_ids"]]
         answer = list(text.piece(story.question.answer.lower()))
         shared = max(ids, key=len)
         _check_length(subject, len(shared) + len(answer))
@@ -545,7 +567,8 @@ def _lm_story_scores(subject, stories, cuts):
             group.append(Probe(cut, tuple(sequence[cut:-1]), tuple(targets)))
         prefixes.append(shared)
         probes.append(group)
-    scores = score_probes(loaded.model, prefixes, probes, pad_id=_pad_id(loaded))
+    score = score_probes if reuse_cache else score_probes_full
+    scores = score(loaded.model, prefixes, probes, pad_id=_pad_id(loaded))
     prob, correct = np.exp(scores.total_logprob()), scores.all_match()
     out, start = [], 0
     for group in probes:
@@ -565,9 +588,7 @@ def _recall_rows(base: dict, prob: np.ndarray, correct: np.ndarray, grid_rows: l
 
 
 def _run_distance(settings: Settings, subject: Subject, samples: Sequence[int]) -> list[dict]:
-    dmax = max(settings.grid)
-    stories = [_distance_story(settings.task, settings.seed, i, dmax) for i in samples]
-    cuts = [[max(s.question.support) + d for d in settings.grid] for s in stories]
+    stories, cuts = distance_stories(settings, samples)
     rows = []
     for sample, story, (prob, correct) in zip(
         samples, stories, story_scores(subject, stories, cuts), strict=True

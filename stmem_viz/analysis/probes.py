@@ -4,20 +4,25 @@ Forgetting experiments ask the same model the same question after many prefixes 
 after 0, 1, 2, ... 128 distractor sentences, or after a gap of g filler tokens. Every such probe
 reads ``prefix[:cut] + probe_tokens``. Running each probe as its own forward pass repeats the
 prefix work once per grid point. :func:`score_probes` runs each prefix once with a key-value
-cache, then evaluates all of its probes in one batched forward: every probe row gets a copy of
-the cached keys and values, a 2-D attention mask that hides the cache positions at and after its
-cut, and explicit ``position_ids`` that continue from the cut. The result equals the full
-forward of ``prefix[:cut] + probe_tokens`` up to floating-point rounding
-(:func:`score_probes_full` computes it that way, for checks and benchmarks).
+cache, then evaluates all of its probes in one batched forward with an attention mask that hides
+the cache positions at and after each probe's cut and explicit ``position_ids`` that continue
+from the cut. The result equals the full forward of ``prefix[:cut] + probe_tokens`` up to
+floating-point rounding (:func:`score_probes_full` computes it that way, for checks and
+benchmarks).
 
 Teacher-forced scoring follows the passkey retrieval protocol of Mohtashami & Jaggi (2023),
 "Landmark Attention: Random-Access Infinite Context Length for Transformers": the answer is
 never sampled; each answer token's log-probability is read under the true previous tokens, and
 exact match means every answer token is the arg-max of its distribution.
 
-The cache is reused only for models whose cache is a plain ``DynamicCache`` of full-attention
-layers (GPT-2, Llama, Qwen, ...). Models with sliding-window or recurrent layers fall back to
-one batched full forward per group of probes, which gives the same numbers more slowly.
+Two ways of reading probes from the cache: *packed* (the default with sdpa and eager
+attention) puts all probes of one prefix in a single row after the cache, with a 4-D mask that
+lets each probe see only its cut of the prefix and itself, so the cache is never copied;
+*expanded* gives each probe its own row, a copy of the cache and a 2-D mask (for attention
+implementations that take no custom 4-D mask). The cache is reused only for models whose cache
+is a plain ``DynamicCache`` of full-attention layers (GPT-2, Llama, Qwen, ...). Models with
+sliding-window or recurrent layers fall back to batched full forwards, which give the same
+numbers more slowly.
 """
 
 from __future__ import annotations
@@ -147,6 +152,26 @@ def _rows_per_chunk(bytes_per_row: int) -> int:
     return max(1, MEMORY_BUDGET_BYTES // max(bytes_per_row, 1))
 
 
+PACKED_ATTENTION = ("sdpa", "eager")
+"""Attention implementations that take a custom 4-D mask, which packed probes need."""
+
+
+def _groups(prefixes, probes, vocab: int, prefix_batch: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` ranges of prefixes run together, small enough for the memory budget."""
+    ranges, start = [], 0
+    while start < len(prefixes):
+        stop, scored = start, 0
+        while stop < len(prefixes) and stop - start < prefix_batch:
+            more = sum(len(q.tokens) for q in probes[stop])
+            if stop > start and (scored + more) * vocab * 8 > MEMORY_BUDGET_BYTES:
+                break
+            scored += more
+            stop += 1
+        ranges.append((start, stop))
+        start = stop
+    return ranges
+
+
 @torch.no_grad()
 def score_probes(
     model: torch.nn.Module,
@@ -155,6 +180,7 @@ def score_probes(
     pad_id: int = 0,
     prefix_batch: int = 8,
     progress: ProgressFn | None = None,
+    packed: bool | None = None,
 ) -> ProbeScores:
     """Score every probe of every prefix, running each prefix once (key-value cache reuse).
 
@@ -164,7 +190,11 @@ def score_probes(
         probes: for each prefix, the probes that continue it.
         pad_id: a valid token id used as padding (padded positions are never attended to).
         prefix_batch: prefixes run together in one cached forward.
-        progress: called after each chunk of rows.
+        progress: called with (probes done, probes in total) after each group of prefixes.
+        packed: True: all probes of a prefix share one row after its cache, separated by a
+            4-D attention mask (no copy of the cache). False: one row per probe, each with a
+            copy of its prefix's cache and a 2-D mask. None: packed when the model's attention
+            implementation takes 4-D masks (sdpa, eager).
 
     Returns:
         Scores of all probes, prefix-major.
@@ -172,12 +202,14 @@ def score_probes(
     _check(prefixes, probes)
     device = _device(model)
     keyword = _cache_keyword(model)
+    if packed is None:
+        packed = getattr(model.config, "_attn_implementation", "") in PACKED_ATTENTION
+    vocab = model.config.get_text_config(decoder=True).vocab_size
     total = sum(len(g) for g in probes)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     done = 0
-    for start in range(0, len(prefixes), prefix_batch):
-        group_prefixes = prefixes[start : start + prefix_batch]
-        group_probes = probes[start : start + prefix_batch]
+    for start, stop in _groups(prefixes, probes, vocab, prefix_batch):
+        group_prefixes, group_probes = prefixes[start:stop], probes[start:stop]
 
         # one cached forward over the prefixes, each cut to the longest cut it needs
         needed = [max((p.cut for p in g), default=1) for g in group_probes]
@@ -188,26 +220,95 @@ def score_probes(
             log.info("model cache is not a full-attention DynamicCache; using full forwards")
             flat = [(p, q) for p, g in zip(group_prefixes, group_probes, strict=True) for q in g]
             parts.append(_full_rows(model, flat, pad_id))
-            done += len(flat)
-            if progress is not None:
-                progress(done, total)
-            continue
-        layers = [(layer.keys, layer.values) for layer in cache.layers]  # [B, H, T, hd] each
-        width = ids.shape[1]
-
-        rows = [(b, q) for b, g in enumerate(group_probes) for q in g]
-        vocab = model.config.get_text_config(decoder=True).vocab_size
-        probe_width = max(len(q.tokens) for _, q in rows)
-        cache_row = sum(k[0].numel() * k.element_size() * 2 for k, _ in layers)
-        per_row = cache_row + probe_width * vocab * 4 * 2
-        step = _rows_per_chunk(per_row)
-        for chunk_start in range(0, len(rows), step):
-            chunk = rows[chunk_start : chunk_start + step]
-            parts.append(_cached_rows(model, keyword, layers, width, chunk, pad_id, device))
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
+        elif packed:
+            parts.append(_packed_rows(model, keyword, cache, ids.shape[1], group_probes, pad_id))
+        else:
+            parts += _expanded_rows(model, keyword, cache, ids.shape[1], group_probes, pad_id)
+        done += sum(len(g) for g in group_probes)
+        if progress is not None:
+            progress(done, total)
     return _concat(parts)
+
+
+def _packed_rows(model, keyword, cache, width, group_probes, pad_id):
+    """All probes of each prefix in one row after its cache, kept apart by a 4-D mask.
+
+    Row ``b`` holds the probes of prefix ``b`` one after another. A probe token sees the cache
+    positions before its probe's cut and the earlier tokens of its own probe, never another
+    probe; its ``position_ids`` continue from its cut, as in a full forward of
+    ``prefix[:cut] + tokens``.
+
+    Returns:
+        ``(logprob, match, scored)``, each ``[R, P]`` over the group's probes in order.
+    """
+    device = _device(model)
+    dtype = next(model.parameters()).dtype
+    n_rows = len(group_probes)
+    length = max(sum(len(q.tokens) for q in g) for g in group_probes)
+    tokens = torch.full((n_rows, length), pad_id, dtype=torch.long)  # [B, Q]
+    positions = torch.zeros((n_rows, length), dtype=torch.long)  # [B, Q]
+    allowed = torch.zeros((n_rows, length, width + length), dtype=torch.bool)  # [B, Q, T + Q]
+    targets = torch.full((n_rows, length), IGNORE, dtype=torch.long)  # [B, Q]
+    spans: list[tuple[int, int, int]] = []  # (row, offset, probe length) of every probe
+    for b, group in enumerate(group_probes):
+        offset = 0
+        for probe in group:
+            n = len(probe.tokens)
+            at = slice(offset, offset + n)
+            tokens[b, at] = torch.tensor(probe.tokens)
+            targets[b, at] = torch.tensor(probe.targets)
+            positions[b, at] = probe.cut + torch.arange(n)
+            allowed[b, at, : probe.cut] = True
+            own = torch.ones(n, n, dtype=torch.bool).tril()
+            allowed[b, at, width + offset : width + offset + n] = own
+            spans.append((b, offset, n))
+            offset += n
+        allowed[b, offset:, width + offset :] = torch.eye(length - offset, dtype=torch.bool)
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+
+    # logits only where some row scores a target
+    keep = torch.nonzero((targets != IGNORE).any(0)).flatten()  # [K]
+    logits = model(
+        input_ids=tokens.to(device),
+        attention_mask=mask[:, None].to(device),  # [B, 1, Q, T + Q]
+        position_ids=positions.to(device),
+        use_cache=True,
+        logits_to_keep=keep.to(device),
+        **{keyword: cache},
+    ).logits  # [B, K, V]
+    logprob, match, scored = _score_logits(logits, targets[:, keep].to(device))  # [B, K]
+
+    # back to one row per probe
+    column = {int(k): i for i, k in enumerate(keep)}
+    widest = max(n for _, _, n in spans)
+    out_logprob = np.full((len(spans), widest), np.nan)
+    out_match = np.zeros((len(spans), widest), dtype=bool)
+    out_scored = np.zeros((len(spans), widest), dtype=bool)
+    for r, (b, offset, n) in enumerate(spans):
+        for j in range(n):
+            i = column.get(offset + j)
+            if i is not None and scored[b, i]:
+                out_logprob[r, j], out_match[r, j], out_scored[r, j] = (
+                    logprob[b, i],
+                    match[b, i],
+                    True,
+                )
+    return out_logprob, out_match, out_scored
+
+
+def _expanded_rows(model, keyword, cache, width, group_probes, pad_id) -> list[tuple]:
+    """One row per probe, each with a copy of its prefix's cached keys and values."""
+    device = _device(model)
+    layers = [(layer.keys, layer.values) for layer in cache.layers]  # [B, H, T, hd] each
+    rows = [(b, q) for b, g in enumerate(group_probes) for q in g]
+    vocab = model.config.get_text_config(decoder=True).vocab_size
+    probe_width = max(len(q.tokens) for _, q in rows)
+    cache_row = sum(k[0].numel() * k.element_size() * 2 for k, _ in layers)
+    step = _rows_per_chunk(cache_row + probe_width * vocab * 4 * 2)
+    return [
+        _cached_rows(model, keyword, layers, width, rows[i : i + step], pad_id, device)
+        for i in range(0, len(rows), step)
+    ]
 
 
 def _cached_rows(model, keyword, layers, width, chunk, pad_id, device):
