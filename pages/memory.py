@@ -37,8 +37,10 @@ except StmemError as error:
     st.stop()
 if trace.unknown_words:
     st.warning(
-        "Words this model does not know (read as <unk>): "
-        + ui.escape_markdown(", ".join(trace.unknown_words))
+        ui.escape_markdown(
+            "Words this model does not know (read as <unk>; the model still runs): "
+            + ", ".join(trace.unknown_words)
+        )
     )
 missing = analysis.unmentioned_words(story.sentences, story.question)
 if missing:
@@ -136,8 +138,8 @@ st.subheader("Recall over time")
 recall_fig = ui.recall_figure(spec, key, story, answer_id)
 st.plotly_chart(recall_fig, key="memory.recall")
 st.caption(
-    f"P({answer}) ({answer_source}) if the question were asked right after each sentence: a rise "
-    "shows where the fact was written, a fall where it was overwritten or faded."
+    f"P({esc(answer)}) ({answer_source}) if the question were asked right after each sentence: "
+    "a rise shows where the fact was written, a fall where it was overwritten or faded."
 )
 static["recall"] = recall_fig
 
@@ -145,7 +147,8 @@ static["recall"] = recall_fig
 st.subheader("Ablation: is the answer read where the figures say?")
 if model.family == "entnet":
     slots = list(range(trace.read_attention.shape[0]))
-    st.session_state.setdefault("memory.silence", int(trace.read_attention.argmax()))
+    if st.session_state.get("memory.silence", len(slots)) >= len(slots):
+        st.session_state["memory.silence"] = int(trace.read_attention.argmax())
     chosen = st.selectbox(
         "Silence slot",
         slots,
@@ -154,8 +157,7 @@ if model.family == "entnet":
     )
 else:
     last = trace.hop_attention[-1]
-    st.session_state.setdefault("memory.drop", int(last.argmax()))
-    if st.session_state["memory.drop"] >= n:
+    if st.session_state.get("memory.drop", n) >= n:
         st.session_state["memory.drop"] = int(last.argmax())
     chosen = st.selectbox(
         "Remove sentence from memory",

@@ -187,3 +187,19 @@ def test_memory_page_renders_in_a_real_browser(specs, tmp_path):
         shot = Path(os.environ.get("STMEM_SCREENSHOT_DIR", tmp_path)) / "memory_page.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 20_000
+
+
+def test_switching_between_families_keeps_choices_in_range(specs):
+    at = open_page(specs)
+    at.selectbox(key="memory.silence").set_value(SIZES["entnet"]["slots"] - 1).run()
+    at.slider(key="memory.length").set_value(30).run()
+    at.selectbox(key="memory.model").set_value(specs["memn2n"]).run()
+    assert not at.exception and not at.error
+    assert "Read attention of each hop over the sentences" in charts(at)
+    at.selectbox(key="memory.drop").set_value(29).run()
+    at.slider(key="memory.length").set_value(5).run()
+    assert not at.exception and at.selectbox(key="memory.drop").value < 5
+    at.selectbox(key="memory.model").set_value(specs["entnet"]).run()
+    assert not at.exception and at.slider(key="memory.step").value == 5
+    labels = [b.label for b in at.get("download_button")]
+    assert "Data (NPZ)" in labels and "Figure (HTML)" in labels
