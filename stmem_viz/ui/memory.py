@@ -1,9 +1,11 @@
-"""The Memory page's Streamlit helpers: the model list, the story picker, and cached models,
-traces and figures keyed by plain values (model spec, sentences, question, ablation).
+"""The Memory page's Streamlit helpers: model and story pickers, the step slider with its
+Play button, and cached models, traces and figures.
 
-Traces are cached with ``st.cache_data`` (copied on every hit, so the page may not change them);
-models and the figures that do not depend on the step are cached with ``st.cache_resource`` and
-shared, so the page must not modify them either.
+Traces are cached with ``st.cache_data`` keyed by the model spec, the sentences, the question
+and the ablation (copied on every hit). Everything derived from one story (similarities, recall,
+figures that do not depend on the step) is keyed by :func:`story_key`, a digest of the same
+values, so that a rerun hashes one short string. Models and figures are cached with
+``st.cache_resource`` and shared between sessions: the page must not modify them.
 """
 
 from __future__ import annotations
