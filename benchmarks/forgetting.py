@@ -63,11 +63,23 @@ def main(argv: list[str] | None = None) -> int:
         subject, name = story_gpt_subject(Path(folder))
         settings = fg.make_settings("distance", args.grid, n=args.n, task=args.task)
         stories, cuts = fg.distance_stories(settings, range(args.n))
-        tokens = [len(subject.model.tokenizer(" ".join(s.sentences))["input_ids"]) for s in stories]
+        tokenizer = subject.model.tokenizer
+        lengths = [
+            [len(tokenizer(" ".join(s.sentences[:k]))["input_ids"]) for k in story_cuts]
+            for s, story_cuts in zip(stories, cuts, strict=True)
+        ]
+        naive_tokens = sum(sum(row) for row in lengths)
+        cached_tokens = sum(max(row) for row in lengths)
         print(f"model: {name}")
         print(
             f"{args.n} stories x {len(settings.grid)} grid points {list(settings.grid)}; "
-            f"longest prompt {max(tokens)} tokens; {args.threads} CPU threads"
+            f"longest prompt {max(max(row) for row in lengths)} tokens; "
+            f"{args.threads} CPU threads"
+        )
+        print(
+            f"story tokens read: {naive_tokens} one forward per grid point, {cached_tokens} "
+            f"cached (ratio {naive_tokens / cached_tokens:.1f}x, the bound on the speed-up "
+            "when compute dominates)"
         )
 
         fg.story_scores(subject, stories[:1], cuts[:1])  # warm-up
