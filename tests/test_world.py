@@ -163,3 +163,13 @@ def test_a_series_asks_after_each_sentence_of_one_story(task):
             assert story.sentences == full[: len(story.sentences)]
             assert replay(story) == (story.question.answer, story.question.support)
     assert len(generate_story_series(1, rng, n_sentences=5)) == 5
+
+
+def test_a_series_can_ask_several_distinct_questions_after_a_sentence():
+    series = generate_story_series(2, random.Random(4), n_sentences=15, per_sentence=3)
+    by_length: dict[int, list[str]] = {}
+    for story in series:
+        by_length.setdefault(len(story.sentences), []).append(story.question.text)
+        assert replay(story) == (story.question.answer, story.question.support)
+    assert max(len(q) for q in by_length.values()) > 1
+    assert all(len(set(q)) == len(q) <= 3 for q in by_length.values())

@@ -322,7 +322,9 @@ def generate_story(
     return Story(sentences=sentences, question=question)
 
 
-def generate_story_series(task: int, rng: random.Random, n_sentences: int = 10) -> list[Story]:
+def generate_story_series(
+    task: int, rng: random.Random, n_sentences: int = 10, per_sentence: int = 1
+) -> list[Story]:
     """Tell one story and ask a question after every sentence that allows one.
 
     This is how bAbI files interleave questions with a story. Each returned ``Story`` holds
@@ -333,6 +335,8 @@ def generate_story_series(task: int, rng: random.Random, n_sentences: int = 10) 
         task: 1, 2 or 3.
         rng: the source of randomness.
         n_sentences: length of the whole story.
+        per_sentence: most questions asked after one sentence (distinct ones, drawn at random
+            among those the story so far answers).
 
     Returns:
         One story per question, shortest first (at least one).
@@ -359,9 +363,9 @@ def generate_story_series(task: int, rng: random.Random, n_sentences: int = 10) 
             answered = [(ask, found) for ask, found in answered if found is not None]
             if not answered:
                 continue
-            ask, (answer, support) = rng.choice(answered)
-            question = Question(text=ask.text(), answer=answer, support=support, task=task)
-            series.append(Story(sentences=sentences[:k], question=question))
+            for ask, (answer, support) in rng.sample(answered, min(per_sentence, len(answered))):
+                question = Question(text=ask.text(), answer=answer, support=support, task=task)
+                series.append(Story(sentences=sentences[:k], question=question))
         if series:
             return series
     raise RuntimeError(f"no answerable task {task} story of {n_sentences} sentences was generated")
