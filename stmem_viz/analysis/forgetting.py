@@ -1024,8 +1024,9 @@ def fit_models(settings: Settings, samples: pd.DataFrame) -> tuple[pd.DataFrame,
     Returns:
         ``fits``: one row per (model, metric) with ``half_life`` (NaN when beyond the grid),
         ``half_life_low``, ``half_life_high``, ``effective_length``, ``best_fit``, ``aic_exp``,
-        ``aic_power``, ``chance``; and ``fitted``: the best fitted curve on a dense grid
-        (``model``, ``metric``, the x column, ``fitted``).
+        ``aic_power``, ``chance`` and ``starts_at_chance`` (recall at the smallest distance is
+        within 0.05 of the floor: there is nothing to forget, so no half-life); and ``fitted``:
+        the best fitted curve on a dense grid (``model``, ``metric``, the x column, ``fitted``).
     """
     spec = settings.spec
     rows, curves = [], []
@@ -1055,7 +1056,8 @@ def fit_models(settings: Settings, samples: pd.DataFrame) -> tuple[pd.DataFrame,
                 continue
             chance = chance_level(settings, part, metric)
             fit = _fit(x, y, chance, settings)
-            rows.append(base | {"metric": metric} | fit_record(fit))
+            at_chance = bool(y[x == x.min()].mean() - chance <= 0.05)
+            rows.append(base | {"metric": metric, "starts_at_chance": at_chance} | fit_record(fit))
             dense = np.unique(np.concatenate([np.linspace(0, x.max(), 200), np.unique(x)]))
             curves.append(
                 pd.DataFrame(
@@ -1153,6 +1155,7 @@ class ForgettingResult:
                     else None,
                     "aic_exp": _none_if_nan(row.get("aic_exp")),
                     "aic_power": _none_if_nan(row.get("aic_power")),
+                    "starts_at_chance": bool(row.get("starts_at_chance", False)),
                     **(
                         {"icl_score": _none_if_nan(row.get("icl_score"))}
                         if metric == "icl_score"

@@ -102,10 +102,15 @@ def start_job(settings: fg.Settings, models: list[str], device: str) -> None:
 
 
 def request_stop() -> None:
-    """Stop button callback: the run ends after the chunk in progress, keeping what is done."""
+    """Stop button callback: end the run now, keeping the chunks finished so far.
+
+    Callbacks run before the page script, so the page draws the partial result at once; the
+    chunk that was running when the button was pressed is discarded.
+    """
     job = st.session_state.get(JOB)
     if job is not None:
         job.stop = True
+        finish_job(job)
 
 
 def finish_job(job: Job) -> None:
@@ -141,6 +146,8 @@ def advance_job() -> None:
         show_error(error)
         return
     job.frames.append(frame)
+    if job.done >= len(job.chunks):
+        finish_job(job)
     st.rerun()
 
 
@@ -200,14 +207,17 @@ ICL_COLUMNS = {
 
 
 def fit_table(result: fg.ForgettingResult) -> pd.DataFrame:
-    """The fits as the page shows them: half-life beyond the grid reads as "> max"."""
+    """The fits as the page shows them: a half-life beyond the grid reads "> max", one of a
+    curve that starts at its floor "at chance"."""
     columns = ICL_COLUMNS if result.settings.spec.fit_x is None else FIT_COLUMNS
     table = result.fits[[c for c in columns if c in result.fits]].rename(columns=columns)
     if "half-life" in table:
         beyond = f"> {max(result.settings.grid):g}"
+        flat = result.fits["starts_at_chance"].to_numpy(dtype=bool)
         for column in ("half-life", "CI low", "CI high"):
             table[column] = [
-                f"{v:.3g}" if pd.notna(v) else beyond for v in table[column].astype(float)
+                "at chance" if at_chance else f"{v:.3g}" if pd.notna(v) else beyond
+                for v, at_chance in zip(table[column].astype(float), flat, strict=True)
             ]
     return table
 
