@@ -250,3 +250,44 @@ def test_a_stopped_run_keeps_the_chunks_done(subjects):
     result = fg.run_experiment(settings, [subjects["entnet"]], progress=lambda done, total: False)
     assert not result.complete
     assert result.samples["sample"].nunique() == settings.spec.chunk
+
+
+def test_figures_keep_distance_zero_visible_and_mark_half_lives():
+    from stmem_viz.plots import forgetting as plots
+
+    rng = np.random.default_rng(1)
+    grid = [0, 1, 2, 4, 8, 16, 32, 64]
+    rows = []
+    for model in ("<b>model</b>", "other"):
+        for d in grid:
+            p = fg.STORY_CHANCE + (1 - fg.STORY_CHANCE) * math.exp(-d / 6)
+            for sample in range(60):
+                rows.append(
+                    {"model": model, "sample": sample, "distance": d, "correct": rng.random() < p}
+                )
+    samples = pd.DataFrame(rows).assign(prob=lambda f: f.correct * 1.0, nll=0.0)
+    result = fg.build_result(fg.make_settings("distance", grid, n=60, n_boot=20), samples)
+    figure = plots.curve_figure(
+        result.summary, "distance", "correct", result.fitted, result.fits, chance=fg.STORY_CHANCE
+    )
+    assert figure.layout.xaxis.ticktext[0] == "0"
+    assert figure.layout.xaxis.tickvals[0] == 0.0
+    assert figure.layout.xaxis.tickvals[-1] == pytest.approx(math.log1p(64))
+    names = [trace.name for trace in figure.data]
+    assert "&lt;b&gt;model&lt;/b&gt;" in names and "<b>model</b>" not in names
+    markers = [t for t in figure.data if t.name and t.name.endswith("half-life")]
+    assert len(markers) == 2
+    half = result.fits[(result.fits.model == "other") & (result.fits.metric == "correct")]
+    assert markers[1].x[0] == pytest.approx(math.log1p(half.half_life.iloc[0]))
+
+    cells = pd.DataFrame(
+        {
+            "model": "m",
+            "length": [4, 4, 8, 8],
+            "depth": [0, 1, 0, 1],
+            "correct_mean": [1, 0.5, 0.2, 0],
+        }
+    )
+    heatmap = plots.heatmap_figure(cells, "correct")
+    assert heatmap.data[0].z.tolist() == [[1, 0.2], [0.5, 0]]
+    assert list(heatmap.data[0].y) == ["0%", "100%"]
