@@ -73,8 +73,8 @@ def train(
     *,
     lr: float | None = None,
     batch_size: int | None = None,
-    min_sentences: int = 2,
-    max_sentences: int = 30,
+    min_sentences: int | None = None,
+    max_sentences: int | None = None,
     time_limit_s: float | None = None,
 ) -> TrainResult:
     """Train one of the bundled story models.
@@ -93,10 +93,11 @@ def train(
             ``memory_size`` (sentences kept). ``story-gpt``: see ``train_story_gpt``.
         progress: called after every validation; return False to stop (the best model so far
             is kept).
-        lr: Adam learning rate (memory networks only), annealed along a cosine to 5% of it.
-        batch_size: stories per step (memory networks only).
-        min_sentences: shortest generated story (memory networks only).
-        max_sentences: longest generated story (memory networks only).
+        lr: Adam learning rate (memory networks: 0.01, annealed along a cosine to 5% of it;
+            story-gpt: its own default when None).
+        batch_size: stories per step (memory networks: 32).
+        min_sentences: shortest generated story (memory networks: 2).
+        max_sentences: longest generated story (memory networks: 30).
         time_limit_s: stop after this many seconds of training (memory networks only); the
             learning-rate schedule then follows elapsed time so it still ends annealed.
 
@@ -105,8 +106,8 @@ def train(
         whatever ``train_story_gpt`` returns.
 
     Raises:
-        StmemError: unknown family or task, bad sizes, no bAbI files, a memory-network option
-            given for story-gpt.
+        StmemError: unknown family or task, bad sizes, no bAbI files, ``time_limit_s`` given
+            for story-gpt.
     """
     if family not in FAMILIES:
         raise StmemError(f"Unknown model family '{family}'; choose one of {list(FAMILIES)}.")
@@ -115,18 +116,12 @@ def train(
     if n_stories < 1 or epochs < 1:
         raise StmemError("Train on at least one story for at least one epoch.")
     if family == "story-gpt":
-        network_only = {
-            "lr": lr,
-            "batch_size": batch_size,
-            "time_limit_s": time_limit_s,
-            "min_sentences": None if min_sentences == 2 else min_sentences,
-            "max_sentences": None if max_sentences == 30 else max_sentences,
-        }
-        given = [k for k, v in network_only.items() if v is not None]
-        if given:
-            raise StmemError(f"{given} apply to the memory networks only, not to story-gpt.")
+        if time_limit_s is not None:
+            raise StmemError("time_limit_s applies to the memory networks only, not to story-gpt.")
         from stmem_viz.models.story_gpt import train_story_gpt
 
+        given = {"lr": lr, "batch_size": batch_size, "min_sentences": min_sentences}
+        given["max_sentences"] = max_sentences
         return train_story_gpt(
             tasks=tasks,
             n_stories=n_stories,
@@ -137,9 +132,11 @@ def train(
             babi_dir=babi_dir,
             sizes=sizes,
             progress=progress,
+            **{k: v for k, v in given.items() if v is not None},
         )
 
     kind = FAMILIES[family]
+    build_network(kind, 8, sizes)  # checks the size names before any data is made
     arguments = {
         "family": family,
         "tasks": list(tasks),
@@ -152,8 +149,8 @@ def train(
         "sizes": {**DEFAULT_SIZES[kind], **(sizes or {})},
         "lr": lr or DEFAULT_LR[kind],
         "batch_size": batch_size or DEFAULT_BATCH_SIZE[kind],
-        "min_sentences": min_sentences,
-        "max_sentences": max_sentences,
+        "min_sentences": 2 if min_sentences is None else min_sentences,
+        "max_sentences": 30 if max_sentences is None else max_sentences,
         "time_limit_s": time_limit_s,
     }
     return _train_memory_network(kind, arguments, progress)
