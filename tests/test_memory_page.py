@@ -171,7 +171,8 @@ def test_memory_page_renders_in_a_real_browser(specs, tmp_path):
         page.wait_for_url("**/memory")
         page.wait_for_timeout(500)
         wait_settled(page)
-        if not specs["entnet"].startswith("bundled:"):
+        if not any(spec.startswith("bundled:") for spec in specs.values()):
+            # a fresh browser session has no trained models: open the tiny EntNet by folder
             box = page.get_by_role("textbox", name="Model folder")
             box.fill(specs["entnet"])
             box.press("Enter")
@@ -182,7 +183,7 @@ def test_memory_page_renders_in_a_real_browser(specs, tmp_path):
         page.wait_for_timeout(1500)
         box = chart.bounding_box()
         assert box is not None and box["width"] > 200 and box["height"] > 200
-        assert page.locator(".js-plotly-plot").count() >= 6
+        assert page.locator(".js-plotly-plot").count() >= 4  # MemN2N 4, EntNet 10
         assert page.locator('[data-testid="stException"]').count() == 0
         shot = Path(os.environ.get("STMEM_SCREENSHOT_DIR", tmp_path)) / "memory_page.png"
         page.screenshot(path=str(shot), full_page=True)

@@ -60,11 +60,11 @@ def model_options() -> dict[str, str]:
     for name in list_bundled():
         family = bundled_family(name)
         if family in FAMILIES:
-            options[f"bundled:{name}"] = f"{name} (bundled {family})"
+            options[f"bundled:{name}"] = f"{name} (bundled)"
     for name, folder in state.trained_models().items():
         family = _folder_family(folder)
         if family is not None:
-            options[str(folder)] = f"{name} (trained this session, {family})"
+            options[str(folder)] = f"{name} ({family}, this session)"
     return options
 
 
