@@ -14,6 +14,8 @@ from stmem_viz.ui import state
 from stmem_viz.ui.export import data_downloads, figure_downloads
 from stmem_viz.ui.sidebar import load_chosen, transformer_sidebar
 
+state.run_through_entrypoint()
+
 st.title("Attention")
 choice = transformer_sidebar()
 loaded = load_chosen(choice)

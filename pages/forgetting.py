@@ -7,6 +7,9 @@ from stmem_viz.analysis import forgetting as fg
 from stmem_viz.data import TASKS
 from stmem_viz.models.device import available_devices
 from stmem_viz.ui import forgetting as ui
+from stmem_viz.ui import state
+
+state.run_through_entrypoint()
 
 st.title("Forgetting")
 st.caption(

@@ -7,7 +7,10 @@ from stmem_viz.analysis import memory as analysis
 from stmem_viz.plots import memory as figures
 from stmem_viz.plots.export import arrays_npz
 from stmem_viz.ui import memory as ui
+from stmem_viz.ui import state
 from stmem_viz.ui.export import data_downloads, figure_downloads
+
+state.run_through_entrypoint()
 
 st.title("Memory")
 st.caption(

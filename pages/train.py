@@ -13,6 +13,8 @@ from stmem_viz.ui.training import (
     register_trained,
 )
 
+state.run_through_entrypoint()
+
 st.title("Train")
 st.caption(
     "Train a memory network or a small Transformer on generated bAbI-style stories (tasks 1-3). "

@@ -63,3 +63,18 @@ def keep_widget_state() -> None:
             except st.errors.StreamlitAPIException:
                 # Buttons and download buttons cannot be set; they need no keeping.
                 pass
+
+
+def run_through_entrypoint() -> None:
+    """Make a page opened by a deep link on a fresh server run through ``app.py``.
+
+    Streamlit treats a ``pages/`` folder beside the entry point as a legacy multipage app until
+    the entry point has called ``st.navigation`` once, so the very first visit to ``/memory``
+    on a new server would run that page alone (no shared layout, no kept state). Switching the
+    legacy mode off and rerunning sends the request through ``app.py`` and its navigation.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
