@@ -26,7 +26,7 @@ busy = job is not None and job.running
 
 with st.container(border=True):
     family = st.selectbox("Model", FAMILIES, key="train.family", disabled=busy)
-    left, middle, right, last = st.columns(4)
+    left, middle, right, last = st.columns([2, 1, 1, 1])
     tasks = left.multiselect("Tasks", [1, 2, 3], default=[1, 2, 3], key="train.tasks")
     stories = middle.number_input("Stories per task", 50, 100_000, 1000, 50, key="train.stories")
     epochs = right.number_input("Epochs", 1, 500, 5, key="train.epochs")
