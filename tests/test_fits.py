@@ -56,3 +56,10 @@ def test_fit_reports_both_aics_and_predicts_the_curve():
     predicted = fit.predict(np.array([0.0, 1000.0]))
     assert predicted[0] == pytest.approx(CHANCE + 0.8, abs=0.05)
     assert predicted[1] == pytest.approx(CHANCE, abs=0.01)
+
+
+def test_a_flat_power_law_has_an_infinite_half_life_not_an_overflow():
+    from stmem_viz.analysis.fits import _half_life
+
+    assert _half_life("power", (0.5, 1e-6)) == math.inf
+    assert _half_life("power", (0.5, 1.0)) == pytest.approx(1.0)

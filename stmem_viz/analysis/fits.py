@@ -93,7 +93,8 @@ def _fit_one(kind: str, d: np.ndarray, y: np.ndarray, chance: float) -> tuple[tu
 def _half_life(kind: str, params: tuple[float, float]) -> float:
     if kind == "exp":
         return params[1] * math.log(2.0)
-    return 2.0 ** (1.0 / params[1]) - 1.0
+    exponent = 1.0 / params[1]
+    return math.inf if exponent > 1000 else 2.0**exponent - 1.0  # b near 0: no decay
 
 
 def effective_length(
