@@ -182,19 +182,27 @@ class EntNet(nn.Module):
     def run(self, sentences: Tensor) -> Tensor:
         """Read whole stories and return the final slot states.
 
+        This is :meth:`step` applied sentence by sentence, with the terms that do not depend
+        on the slot states (``s . w_j``, ``V w_j``, ``W s``) computed once for all sentences.
+
         Args:
-            sentences: ``[B, S, W]`` word ids; rows of padding only (id 0) are skipped, so
-                stories of different lengths can share a batch.
+            sentences: ``[B, S, W]`` word ids; rows of padding only (id 0) must follow the real
+                sentences. They get a zero gate, which leaves the (already normalised) slots as
+                they are, so stories of different lengths can share a batch.
 
         Returns:
             ``[B, N, D]`` slot states after the last real sentence of each story.
         """
         encoded = self.encode_story(sentences)  # (B, S, D)
-        present = (sentences != 0).any(-1)  # (B, S)
+        present = (sentences != 0).any(-1).to(encoded.dtype)  # (B, S)
+        key_match = encoded @ self.keys.T  # (B, S, N): s . w_j
+        drive = self.W(encoded).unsqueeze(2) + self.V(self.keys)  # (B, S, N, D): W s + V w_j
         slots = self.initial_slots(sentences.shape[0])
         for t in range(sentences.shape[1]):
-            new = self.step(slots, encoded[:, t]).slots
-            slots = torch.where(present[:, t, None, None], new, slots)
+            content = torch.bmm(slots, encoded[:, t].unsqueeze(-1)).squeeze(-1)  # (B, N)
+            gates = torch.sigmoid(content + key_match[:, t]) * present[:, t, None]
+            candidates = self.candidate_act(self.U(slots) + drive[:, t])  # (B, N, D)
+            slots = normalise(slots + gates.unsqueeze(-1) * candidates)
         return slots
 
     def forward(
