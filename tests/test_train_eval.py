@@ -193,3 +193,15 @@ def test_weights_that_do_not_fit_the_config_are_a_user_error(saved_model):
     (saved_model / "config.json").write_text(json.dumps(config))
     with pytest.raises(StmemError, match="do not match"):
         load_story_model(saved_model, device="cpu")
+
+
+def test_evaluate_scores_a_hugging_face_story_gpt_folder(tmp_path):
+    from stmem_viz.models.story_gpt import build_story_gpt
+
+    torch.manual_seed(0)
+    model, tokenizer = build_story_gpt()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    rows = evaluate(tmp_path, tasks=(1, 2), n=5, device="cpu")
+    assert [(r["task"], r["n"]) for r in rows] == [(1, 5), (2, 5)]
+    assert all(r["model"] == str(tmp_path) and 0 <= r["accuracy"] <= 1 for r in rows)
