@@ -1,0 +1,633 @@
+"""story-gpt: a small decoder-only Transformer that answers bAbI questions.
+
+The model is a Llama-style causal language model from Hugging Face transformers (rotary
+positions, grouped-query attention) trained on stories of bAbI tasks 1-3 (Weston et al., 2015,
+"Towards AI-Complete Question Answering: A Set of Prerequisite Toy Tasks"). It reads a story
+and a question as one token sequence::
+
+    <bos> mary went to the kitchen . where is mary ? kitchen <eos>
+
+and its next-token distribution after ``?`` is its answer distribution. The tokenizer is a
+``tokenizers`` WordLevel model over :func:`stmem_viz.data.default_vocabulary`, with the same ids,
+so the Transformer and the memory networks share one vocabulary. The tokenizer adds ``<bos>``
+itself; :func:`format_prompt` writes the text without it. Unknown words map to ``<unk>``.
+
+Training reads each generated story once with a question after every sentence (as bAbI files
+interleave them). A custom attention mask hides each question from the story tokens that
+follow it and from the other questions, and rotary positions continue the story's count, so
+every answer is computed exactly as it would be for the prompt alone; one pass over a story
+of n sentences trains about n answers. Loss: cross-entropy on each answer token, plus
+``lm_weight`` times the mean next-token cross-entropy over the story tokens and the ``<eos>``
+after each answer (predicting the object after "john dropped the" is a state-tracking
+exercise that speeds up learning). Only the answer is evaluated.
+
+Saved models are standard ``save_pretrained`` folders (``config.json`` without custom keys,
+``model.safetensors``, ``tokenizer.json``) plus ``training.json``, so the Auto classes reload
+them offline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import transformers
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers import models as tokenizer_models
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from stmem_viz import StmemError
+from stmem_viz.data import (
+    BOS,
+    EOS,
+    PAD,
+    UNK,
+    Story,
+    Vocabulary,
+    default_vocabulary,
+    generate_stories,
+    generate_story_series,
+    read_babi,
+)
+from stmem_viz.data.vocab import PUNCTUATION
+from stmem_viz.data.world import MIN_SENTENCES
+from stmem_viz.models.device import resolve_device
+from stmem_viz.models.training import ProgressFn, TrainProgress, TrainResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZES: dict[str, int] = {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 32,
+    "max_position_embeddings": 1024,
+    "rope_theta": 10000.0,
+}
+"""Sizes (and the rotary base) of a new model; ``sizes`` arguments override any of them."""
+
+StoryInput = tuple[Sequence[str], str]
+"""A story as (sentences, question)."""
+
+
+def build_story_tokenizer(vocab: Vocabulary | None = None) -> PreTrainedTokenizerFast:
+    """A Hugging Face tokenizer whose ids are exactly the vocabulary's ids.
+
+    It lower-cases text, splits on whitespace and isolates ``. ? , !`` the way
+    :func:`stmem_viz.data.tokenize` does, and puts ``<bos>`` before every sequence.
+    """
+    vocab = vocab or default_vocabulary()
+    for special in (PAD, UNK, BOS, EOS):
+        if vocab.id(special) == vocab.unk_id and special != UNK:
+            raise StmemError(f"The vocabulary lacks the special word '{special}'.")
+    word_ids = {word: i for i, word in enumerate(vocab.words)}
+    backend = Tokenizer(tokenizer_models.WordLevel(vocab=word_ids, unk_token=UNK))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Split(Regex(f"[{PUNCTUATION}]"), behavior="isolated"),
+        ]
+    )
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab.id(BOS))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        model_max_length=DEFAULT_SIZES["max_position_embeddings"],
+        padding_side="right",
+    )
+
+
+def build_story_gpt(
+    sizes: dict | None = None, vocab: Vocabulary | None = None
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """A freshly initialised story-gpt and its tokenizer.
+
+    Args:
+        sizes: overrides of :data:`DEFAULT_SIZES` (any ``LlamaConfig`` size field listed there).
+        vocab: the word vocabulary; :func:`default_vocabulary` if None.
+
+    Raises:
+        StmemError: an unknown size name, or heads that do not divide the hidden size.
+    """
+    vocab = vocab or default_vocabulary()
+    unknown = set(sizes or {}) - set(DEFAULT_SIZES)
+    if unknown:
+        raise StmemError(
+            f"Unknown story-gpt size(s) {sorted(unknown)}; known sizes: {sorted(DEFAULT_SIZES)}."
+        )
+    merged = {**DEFAULT_SIZES, **(sizes or {})}
+    heads, kv_heads = merged["num_attention_heads"], merged["num_key_value_heads"]
+    if heads % kv_heads:
+        raise StmemError(
+            f"Key/value heads must divide attention heads; got {heads} and {kv_heads}."
+        )
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        pad_token_id=vocab.id(PAD),
+        bos_token_id=vocab.id(BOS),
+        eos_token_id=vocab.id(EOS),
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-5,
+        **merged,
+    )
+    model = LlamaForCausalLM(config)
+    tokenizer = build_story_tokenizer(vocab)
+    tokenizer.model_max_length = merged["max_position_embeddings"]
+    return model, tokenizer
+
+
+def format_prompt(sentences: Sequence[str], question: str) -> str:
+    """The text the model reads before answering: the sentences, then the question.
+
+    A sentence without final punctuation gets a period. The tokenizer adds ``<bos>``.
+
+    >>> format_prompt(["Mary went to the kitchen"], "Where is Mary?")
+    'Mary went to the kitchen. Where is Mary?'
+    """
+    parts = [s.strip() if s.strip()[-1:] in ".?!" else s.strip() + "." for s in sentences]
+    parts = [p for p in parts if p != "."]
+    question = question.strip()
+    if not question.endswith("?"):
+        question += "?"
+    return " ".join([*parts, question])
+
+
+def _prompt_ids(
+    tokenizer: PreTrainedTokenizerFast, stories: Sequence[StoryInput]
+) -> list[list[int]]:
+    prompts = [format_prompt(sentences, question) for sentences, question in stories]
+    return tokenizer(prompts, add_special_tokens=True)["input_ids"]
+
+
+def _pad(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), pad_id, dtype=torch.long)  # [B, T]
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+@torch.no_grad()
+def answer_probs(
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    stories: Sequence[StoryInput],
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Next-token probabilities after each story's prompt: the model's answer distribution.
+
+    Args:
+        model: a story-gpt (or any causal LM sharing the tokenizer's ids).
+        tokenizer: its tokenizer.
+        stories: (sentences, question) pairs.
+        batch_size: stories per forward pass.
+
+    Returns:
+        ``[n, vocab_size]`` float32 probabilities; column ``i`` is the word with id ``i``.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ids = _prompt_ids(tokenizer, stories)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together
+    out = np.zeros((len(ids), model.config.vocab_size), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        rows = [ids[i] for i in chunk]
+        input_ids = _pad(rows, tokenizer.pad_token_id).to(device)  # [B, T]
+        # Right padding: causal attention keeps each prompt's last position unaffected by pads.
+        logits = model(input_ids=input_ids).logits  # [B, T, V]
+        last = torch.tensor([len(r) - 1 for r in rows], device=device)
+        probs = logits[torch.arange(len(rows), device=device), last].float().softmax(-1)
+        out[chunk] = probs.cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def _accuracy(model, tokenizer, stories: Sequence[Story], batch_size: int = 128) -> float:
+    if not stories:
+        return float("nan")
+    probs = answer_probs(
+        model, tokenizer, [(s.sentences, s.question.text) for s in stories], batch_size
+    )
+    targets = np.array([tokenizer.convert_tokens_to_ids(s.question.answer) for s in stories])
+    return float((probs.argmax(-1) == targets).mean())
+
+
+def evaluate_story_gpt(
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    tasks: Sequence[int],
+    n: int,
+    seed: int,
+    babi_file: str | Path | None = None,
+    max_sentences: int = 20,
+) -> list[dict]:
+    """Accuracy of the model's most likely next token as the answer, per task.
+
+    Args:
+        tasks: bAbI task numbers to evaluate.
+        n: stories per task (from ``babi_file``: at most the first ``n`` of each task).
+        seed: seed of the generated stories (ignored with ``babi_file``).
+        babi_file: evaluate on this bAbI file instead of generated stories.
+        max_sentences: longest generated story (lengths are uniform from 2).
+
+    Returns:
+        One dict per task: ``model`` (the model's name or path), ``task``, ``n`` (stories
+        evaluated) and ``accuracy``.
+    """
+    name = getattr(model.config, "_name_or_path", "") or "story-gpt"
+    file_stories = read_babi(babi_file) if babi_file is not None else None
+    rows = []
+    for task in tasks:
+        if file_stories is not None:
+            stories = [s for s in file_stories if s.question.task == task][:n]
+        else:
+            stories = generate_stories(task, n, seed=seed, max_sentences=max_sentences)
+        accuracy = _accuracy(model, tokenizer, stories)
+        rows.append({"model": name, "task": task, "n": len(stories), "accuracy": accuracy})
+    return rows
+
+
+def load_babi_training_set(
+    babi_dir: str | Path, tasks: Sequence[int], split: str = "train"
+) -> list[Story]:
+    """Stories of the given tasks from a folder of bAbI files (``qa1_*_train.txt`` ...).
+
+    Raises:
+        StmemError: the folder lacks the file of a requested task.
+    """
+    folder = Path(babi_dir)
+    stories: list[Story] = []
+    for task in tasks:
+        found = sorted(folder.glob(f"qa{task}_*_{split}.txt"))
+        if not found:
+            raise StmemError(
+                f"No bAbI file qa{task}_*_{split}.txt in {folder}; point babi_dir at the folder "
+                "of the English bAbI tasks (e.g. tasks_1-20_v1-2/en)."
+            )
+        stories += read_babi(found[0])
+    return stories
+
+
+@dataclass
+class _Packed:
+    """One story read once with all its questions, as a single training sequence.
+
+    Questions are inserted after the sentence they follow. A story token attends to earlier
+    story tokens only; a question token attends to the story told so far and to its own
+    question. Positions of a question continue from the story so far, so each answer is
+    computed exactly as if its prompt were fed alone (the inference format).
+
+    Attributes:
+        ids: ``[T]`` token ids.
+        positions: ``[T]`` rotary positions.
+        block: ``[T]`` -1 for story tokens, else the index of the question a token belongs to.
+        targets: ``[T]`` the next story token for story tokens, ``<eos>`` for answer tokens,
+            -100 elsewhere.
+        answers: (index of a question's "?" token, answer id) pairs.
+    """
+
+    ids: list[int]
+    positions: list[int]
+    block: list[int]
+    targets: list[int]
+    answers: list[tuple[int, int]]
+
+
+def _group_series(stories: Sequence[Story]) -> list[list[Story]]:
+    """Group consecutive stories whose sentences extend the previous one's (bAbI files)."""
+    groups: list[list[Story]] = []
+    for story in stories:
+        last = groups[-1][-1] if groups else None
+        n = len(last.sentences) if last is not None else 0
+        if last is not None and story.sentences[:n] == last.sentences:
+            groups[-1].append(story)
+        else:
+            groups.append([story])
+    return groups
+
+
+def _pack(tokenizer, series: Sequence[Story]) -> _Packed:
+    """Lay out a question series (stories that extend one another, shortest first)."""
+    full = series[-1].sentences
+    sentences = tokenizer([format_prompt([s], "?")[:-2] for s in full], add_special_tokens=False)
+    questions = tokenizer([s.question.text for s in series], add_special_tokens=False)
+    asked_after: dict[int, list[int]] = {}
+    for q, story in enumerate(series):
+        asked_after.setdefault(len(story.sentences), []).append(q)
+
+    p = _Packed([tokenizer.bos_token_id], [0], [-1], [], [])
+    story_at = [0]  # layout index of each story token
+    ends: list[int] = []  # layout index of each answer token
+    for k in range(len(full) + 1):
+        for token in sentences["input_ids"][k - 1] if k > 0 else []:
+            story_at.append(len(p.ids))
+            p.ids.append(token)
+            p.positions.append(len(story_at) - 1)
+            p.block.append(-1)
+        for q in asked_after.get(k, []):
+            for offset, token in enumerate(questions["input_ids"][q]):
+                p.ids.append(token)
+                p.positions.append(len(story_at) + offset)
+                p.block.append(q)
+            answer = tokenizer.convert_tokens_to_ids(series[q].question.answer.lower())
+            p.answers.append((len(p.ids) - 1, answer))
+            # The answer is read too, so the model learns to end with <eos> after it.
+            p.ids.append(answer)
+            p.positions.append(len(story_at) + len(questions["input_ids"][q]))
+            p.block.append(q)
+            ends.append(len(p.ids) - 1)
+    p.targets = [-100] * len(p.ids)
+    for here, following in zip(story_at, story_at[1:], strict=False):
+        p.targets[here] = p.ids[following]
+    for here in ends:
+        p.targets[here] = tokenizer.eos_token_id
+    return p
+
+
+def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Padded inputs, the additive attention mask and the targets of a batch."""
+    width = max(len(p.ids) for p in packed)
+    ids = torch.full((len(packed), width), pad_id, dtype=torch.long)  # [B, T]
+    positions = torch.zeros((len(packed), width), dtype=torch.long)  # [B, T]
+    block = torch.full((len(packed), width), -2, dtype=torch.long)  # [B, T], -2: padding
+    targets = torch.full((len(packed), width), -100, dtype=torch.long)  # [B, T]
+    answer_rows, answer_at, answer_ids = [], [], []
+    for i, p in enumerate(packed):
+        n = len(p.ids)
+        ids[i, :n] = torch.tensor(p.ids)
+        positions[i, :n] = torch.tensor(p.positions)
+        block[i, :n] = torch.tensor(p.block)
+        targets[i, :n] = torch.tensor(p.targets)
+        for at, answer in p.answers:
+            answer_rows.append(i)
+            answer_at.append(at)
+            answer_ids.append(answer)
+
+    # Query t may read key s if s comes before it and is a story token or in t's own block.
+    causal = torch.ones(width, width, dtype=torch.bool).tril()  # [T, T]
+    same = (block[:, None, :] == -1) | (block[:, None, :] == block[:, :, None])  # [B, T, T]
+    mask = torch.zeros(same.shape, dtype=torch.float32)  # [B, T, T]
+    mask.masked_fill_(~(causal[None] & same), torch.finfo(torch.float32).min)
+    return {
+        "input_ids": ids.to(device),
+        "position_ids": positions.to(device),
+        "attention_mask": mask[:, None].to(device),  # [B, 1, T, T]
+        "targets": targets.to(device),
+        "answer_rows": torch.tensor(answer_rows, dtype=torch.long, device=device),
+        "answer_at": torch.tensor(answer_at, dtype=torch.long, device=device),
+        "answer_ids": torch.tensor(answer_ids, dtype=torch.long, device=device),
+    }
+
+
+def _batches(packed: list[_Packed], batch_size: int, rng: random.Random) -> list[list[_Packed]]:
+    """Shuffled batches of sequences of similar length (less padding)."""
+    order = list(range(len(packed)))
+    rng.shuffle(order)
+    pool = batch_size * 32
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: len(packed[i].ids))
+        batches += [
+            [packed[i] for i in chunk[b : b + batch_size]] for b in range(0, len(chunk), batch_size)
+        ]
+    rng.shuffle(batches)
+    return batches
+
+
+def _loss(model, batch: dict[str, torch.Tensor], lm_weight: float) -> torch.Tensor:
+    logits = model(
+        input_ids=batch["input_ids"],
+        position_ids=batch["position_ids"],
+        attention_mask=batch["attention_mask"],
+    ).logits  # [B, T, V]
+    answer_logits = logits[batch["answer_rows"], batch["answer_at"]]  # [Q, V]
+    loss = F.cross_entropy(answer_logits, batch["answer_ids"])
+    if lm_weight > 0:
+        lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
+        loss = loss + lm_weight * lm
+    return loss
+
+
+def _training_series(
+    tasks, n_stories, seed, lengths, per_sentence, babi_dir, val_n
+) -> tuple[list[list[Story]], dict[int, list[Story]]]:
+    """Question series to train on, and single-question validation stories per task."""
+    if babi_dir is not None:
+        series = _group_series(load_babi_training_set(babi_dir, tasks))
+        random.Random(seed).shuffle(series)
+        held = series[: max(len(series) // 20, 1)]
+        val = {t: [g[-1] for g in held if g[-1].question.task == t][:val_n] for t in tasks}
+        return series[len(held) :], val
+    series = []
+    for task in tasks:
+        rng = random.Random(f"story-gpt/task{task}/seed{seed}")
+        low = max(lengths[0], MIN_SENTENCES[task])
+        for _ in range(n_stories):
+            n = rng.randint(low, lengths[1])
+            series.append(generate_story_series(task, rng, n, per_sentence))
+    val = {t: generate_stories(t, val_n, seed + 10_000, 2, lengths[1]) for t in tasks}
+    return series, val
+
+
+def train_story_gpt(
+    tasks: Sequence[int] = (1, 2, 3),
+    n_stories: int = 20_000,
+    epochs: int = 3,
+    seed: int = 0,
+    device: str = "auto",
+    out: Path | None = None,
+    babi_dir: Path | None = None,
+    sizes: dict | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    lm_weight: float = 0.1,
+    min_sentences: int = 2,
+    max_sentences: int = 25,
+    val_n: int = 200,
+    evals_per_epoch: int = 4,
+    questions_per_sentence: int = 1,
+    time_limit_s: float | None = None,
+) -> TrainResult:
+    """Train a story-gpt on generated (or real bAbI) stories.
+
+    Args:
+        tasks: bAbI tasks to mix in training.
+        n_stories: generated training stories per task (ignored with ``babi_dir``). Each is
+            asked a question after every sentence that allows one, so a story of n sentences
+            gives about n training questions.
+        epochs: passes over the training stories.
+        seed: seed of the stories, the initial weights and the batch order.
+        device: "auto", "cpu", "cuda", "mps" ...
+        out: folder to write the model, tokenizer and ``training.json`` to (None: not saved).
+        babi_dir: train on the ``qa{task}_*_train.txt`` files in this folder instead.
+        sizes: model sizes, see :data:`DEFAULT_SIZES`.
+        progress: called at each evaluation point; returning False stops training.
+        batch_size: stories (each with all its questions) per optimiser step.
+        lr: peak learning rate of AdamW (linear warm-up over 3% of steps, cosine decay).
+        lm_weight: weight of the next-token loss on the story tokens (0: answer only).
+        min_sentences: shortest generated story.
+        max_sentences: longest generated story.
+        val_n: validation stories per task (generated with seed ``seed + 10000``).
+        evals_per_epoch: validation points per epoch.
+        questions_per_sentence: most training questions asked after each sentence.
+        time_limit_s: stop after this many seconds (story generation included); the learning
+            rate then decays to 0 by the time limit or the last step, whichever comes first.
+
+    Returns:
+        The trained model (in eval mode), its history and the output folder.
+    """
+    arguments = {
+        "tasks": list(tasks),
+        "n_stories": n_stories,
+        "epochs": epochs,
+        "seed": seed,
+        "device": device,
+        "out": str(out) if out is not None else None,
+        "babi_dir": str(babi_dir) if babi_dir is not None else None,
+        "sizes": dict(sizes or {}),
+        "batch_size": batch_size,
+        "lr": lr,
+        "lm_weight": lm_weight,
+        "min_sentences": min_sentences,
+        "max_sentences": max_sentences,
+        "val_n": val_n,
+        "evals_per_epoch": evals_per_epoch,
+        "questions_per_sentence": questions_per_sentence,
+        "time_limit_s": time_limit_s,
+    }
+    if epochs < 1 or n_stories < 1 or batch_size < 1:
+        raise StmemError("epochs, n_stories and batch_size must each be at least 1.")
+    started = time.perf_counter()
+    torch_device = resolve_device(device)
+    torch.manual_seed(seed)
+    model, tokenizer = build_story_gpt(sizes)
+    model.to(torch_device).train()
+
+    train, val = _training_series(
+        tasks,
+        n_stories,
+        seed,
+        (min_sentences, max_sentences),
+        questions_per_sentence,
+        babi_dir,
+        val_n,
+    )
+    packed = [_pack(tokenizer, series) for series in train]
+    rng = random.Random(seed)
+    steps_per_epoch = math.ceil(len(packed) / batch_size)
+    total_steps = steps_per_epoch * epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    warmup = max(1, total_steps // 33)
+    deadline = started + time_limit_s if time_limit_s else None
+
+    def set_lr(step: int) -> None:
+        """Linear warm-up, then cosine decay to 0 at the last step or at the time limit."""
+        done = step / total_steps
+        if deadline is not None:
+            done = max(done, (time.perf_counter() - started) / time_limit_s)
+        factor = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr * factor
+
+    eval_every = max(1, steps_per_epoch // max(1, evals_per_epoch))
+    n_questions = sum(len(p.answers) for p in packed)
+    log.info("story-gpt: %d stories, %d questions, %d steps", len(packed), n_questions, total_steps)
+
+    history: list[TrainProgress] = []
+    stopped, out_of_time, step, running = False, False, 0, []
+    for epoch in range(1, epochs + 1):
+        for batch in _batches(packed, batch_size, rng):
+            set_lr(step)
+            inputs = _collate(batch, tokenizer.pad_token_id, torch_device)
+            loss = _loss(model, inputs, lm_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            running.append(loss.item())
+            out_of_time = deadline is not None and time.perf_counter() >= deadline
+            if step % eval_every == 0 or step == total_steps or out_of_time:
+                report = _report(model, tokenizer, val, epoch, step, total_steps, running, started)
+                history.append(report)
+                running = []
+                if progress is not None and progress(report) is False:
+                    stopped = True
+            if stopped or out_of_time:
+                break
+        if stopped or out_of_time:
+            break
+
+    model.eval()
+    final = {t: _accuracy(model, tokenizer, stories) for t, stories in val.items()}
+    wall_s = time.perf_counter() - started
+    if out is not None:
+        record = {"stopped_early": stopped, "stopped_by_time_limit": out_of_time, "steps": step}
+        _save(model, tokenizer, Path(out), arguments, history, final, wall_s, record)
+    return TrainResult(
+        model=model, history=history, out=Path(out) if out else None, stopped_early=stopped
+    )
+
+
+def _report(model, tokenizer, val, epoch, step, total_steps, running, started) -> TrainProgress:
+    accuracies = [_accuracy(model, tokenizer, stories) for stories in val.values()]
+    model.train()
+    report = TrainProgress(
+        epoch=epoch,
+        step=step,
+        total_steps=total_steps,
+        loss=float(np.mean(running)) if running else float("nan"),
+        val_accuracy=float(np.mean(accuracies)) if accuracies else None,
+        elapsed_s=time.perf_counter() - started,
+    )
+    log.info(
+        "step %d/%d loss %.4f val accuracy %s",
+        step,
+        total_steps,
+        report.loss,
+        dict(zip(val, np.round(accuracies, 3), strict=True)),
+    )
+    return report
+
+
+def _save(model, tokenizer, out: Path, arguments, history, final, wall_s, record) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    record = {
+        "trainer": "stmem_viz.models.story_gpt.train_story_gpt",
+        "arguments": arguments,
+        "wall_time_s": round(wall_s, 1),
+        **record,
+        "final_val_accuracy": {str(t): a for t, a in final.items()},
+        "torch_threads": torch.get_num_threads(),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+        "history": [asdict(h) for h in history],
+    }
+    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
