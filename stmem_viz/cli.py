@@ -95,6 +95,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from stmem_viz.models.train import train
 
+    tasks, sizes = _parse_tasks(args.tasks), _parse_sizes(args.size)
     bar = tqdm(total=1, desc=args.family, unit="step", file=sys.stderr, dynamic_ncols=True)
 
     def report(progress) -> bool:
@@ -104,18 +105,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
         bar.set_postfix(epoch=progress.epoch, loss=f"{progress.loss:.4f}", val_acc=accuracy)
         return True
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    options = {
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "min_sentences": args.min_sentences,
+        "max_sentences": args.max_sentences,
+        "time_limit_s": args.time_limit,
+    }
     with bar:
         result = train(
             args.family,
-            tasks=_parse_tasks(args.tasks),
+            tasks=tasks,
             n_stories=args.stories,
             epochs=args.epochs,
             seed=args.seed,
             device=args.device,
             out=args.out,
             babi_dir=args.babi_dir,
-            sizes=_parse_sizes(args.size),
+            sizes=sizes,
             progress=report,
+            **{k: v for k, v in options.items() if v is not None},
         )
     final = result.history[-1].val_accuracy if result.history else None
     print(f"wrote {result.out}" + ("" if final is None else f" (validation accuracy {final:.3f})"))
@@ -248,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=N",
         help="network size, e.g. slots=20 dim=100 (entnet), hops=3 (memn2n), num_hidden_layers=2",
     )
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--batch-size", type=int, default=None, help="stories per step")
+    p.add_argument("--min-sentences", type=int, default=None, help="shortest generated story")
+    p.add_argument("--max-sentences", type=int, default=None, help="longest generated story")
+    p.add_argument(
+        "--time-limit", type=float, default=None, help="stop after this many seconds (memory nets)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", required=True, help="folder to write the checkpoint to")
     p.set_defaults(func=_cmd_train)
 
