@@ -106,7 +106,7 @@ if model.family == "entnet":
                 "slot-entities": entity_fig,
             }
             name = st.selectbox("Figure", list(step_figures), key="memory.export_step_figure")
-            figure_downloads(step_figures[name], f"{name}-step{t + 1}", "memory.export.step")
+            figure_downloads(step_figures[name], f"{name}-step{t + 1}", "memory_download.step")
 
     st.subheader("Step by step")
     step_view()
@@ -176,10 +176,10 @@ static["ablation"] = ablation_fig
 # Export.
 with st.expander("Export"):
     name = st.selectbox("Figure", list(static), key="memory.export_figure")
-    figure_downloads(static[name], name, "memory.export.static")
+    figure_downloads(static[name], name, "memory_download.static")
     st.caption(f"Trace of this story ({model.family}) as NPZ, the layout of 'stmem-viz trace'.")
     data_downloads(
         f"trace-{model.family}",
-        "memory.export.trace",
+        "memory_download.trace",
         npz=lambda: arrays_npz(**analysis.trace_arrays(trace, model.vocab)),
     )

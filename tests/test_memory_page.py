@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from stmem_viz.data import default_vocabulary, generate_story, write_babi
 from stmem_viz.models.bundled import list_bundled
 from stmem_viz.models.story_models import StoryModel, build_network, save_story_model
+from stmem_viz.ui.memory import NEW_STORY_BUTTON, PLAY_BUTTON
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120
@@ -95,14 +96,14 @@ def test_moving_the_step_redraws_the_state_of_that_sentence(specs):
 def test_play_advances_one_sentence_per_run_until_paused(specs):
     at = open_page(specs)
     n = at.session_state["memory.step"]  # a new story opens at its last sentence
-    at.button(key="memory.play").click().run()
+    at.button(key=PLAY_BUTTON).click().run()
     assert at.session_state["memory.playing"]
     assert at.session_state["memory.step"] == 1  # playing from the end starts over
     at.run()
     at.run()
     assert at.session_state["memory.step"] == 3
     assert charts(at)["Slot states"]["layout"]["title"]["text"].startswith("Slot states — 3: ")
-    at.button(key="memory.play").click().run()
+    at.button(key=PLAY_BUTTON).click().run()
     assert not at.session_state["memory.playing"]
     at.run()
     assert at.session_state["memory.step"] == 3
@@ -113,10 +114,10 @@ def test_new_story_button_changes_the_story(specs):
     at = open_page(specs)
     before = at.session_state["memory.seed"]
     question = at.markdown[0].value
-    at.button(key="memory.new_story").click().run()
+    at.button(key=NEW_STORY_BUTTON).click().run()
     assert at.session_state["memory.seed"] == before + 1
     sentences = at.text[0].value
-    at.button(key="memory.new_story").click().run()
+    at.button(key=NEW_STORY_BUTTON).click().run()
     assert (at.text[0].value, at.markdown[0].value) != (sentences, question)
 
 

@@ -37,6 +37,10 @@ EXAMPLE_TEXT = (
 MAX_GENERATED = 80
 OTHER = "other"
 PLAY_SECONDS = 0.8
+# Buttons (and download buttons) take keys outside "memory.*": the app writes every "memory.*"
+# key back into session state at the start of each run, and a button's value cannot be set.
+PLAY_BUTTON = "memory_button.play"
+NEW_STORY_BUTTON = "memory_button.new_story"
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~$])")
 
 
@@ -298,7 +302,7 @@ def step_controls(n: int, timer_on: bool) -> int:
         left.slider("Sentence", 1, n, key="memory.step", on_change=_pause)
     right.button(
         "Pause" if playing else "Play",
-        key="memory.play",
+        key=PLAY_BUTTON,
         on_click=_toggle_play,
         args=(n,),
         disabled=n < 2,
@@ -340,7 +344,7 @@ def story_picker() -> analysis.StoryInput | None:
             )
             length = columns[1].slider("Sentences", 3, MAX_GENERATED, key="memory.length")
             seed = columns[2].number_input("Seed", 0, 10**6, key="memory.seed")
-            columns[3].button("New story", on_click=_bump_seed, key="memory.new_story")
+            columns[3].button("New story", on_click=_bump_seed, key=NEW_STORY_BUTTON)
             return analysis.generated_story(int(task), int(length), int(seed))
         if source == SOURCES[1]:
             st.session_state.setdefault("memory.text", EXAMPLE_TEXT)
