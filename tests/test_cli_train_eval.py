@@ -10,24 +10,9 @@ from stmem_viz.models.bundled import list_bundled
 
 def test_train_then_eval_prints_one_json_line_per_task(tmp_path, capsys):
     out = tmp_path / "memn2n"
-    code = main(
-        [
-            "train",
-            "story-memn2n",
-            "--tasks",
-            "1",
-            "--stories",
-            "300",
-            "--epochs",
-            "3",
-            "--size",
-            "dim=16",
-            "--threads",
-            "1",
-            "--out",
-            str(out),
-        ]
-    )
+    arguments = "--tasks 1 --stories 1000 --epochs 6 --size dim=24 --size hops=2 --lr 0.02"
+    arguments += " --max-sentences 20 --device cpu"
+    code = main(["train", "story-memn2n", *arguments.split(), "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     assert (out / "model.safetensors").is_file() and (out / "training.json").is_file()
     capsys.readouterr()
