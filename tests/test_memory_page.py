@@ -71,7 +71,7 @@ def test_generated_story_shows_every_entnet_view(specs):
         "Slot states",
         "Write gate per slot",
         "Which slot tracks what",
-        "Write timeline: gate per slot and sentence",
+        "Write timeline: gate, sentence × slot",
         "Answer distribution",
         "Read attention of the question over the slots",
         "Answer with the full memory and with slot",

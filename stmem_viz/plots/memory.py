@@ -127,6 +127,7 @@ def slot_state_heatmaps(before: np.ndarray, after: np.ndarray, step_label: str =
         layout[f"xaxis{suffix}"] = {
             "anchor": f"y{suffix}",
             "title": {"text": "dimension" if k == 2 else ""},
+            "showticklabels": k == 2,
         }
     annotations = [
         {
@@ -235,9 +236,9 @@ def write_timeline(
     return go.Figure(
         data=data,
         layout=dict(
-            title={"text": "Write timeline: gate per slot and sentence" + note},
+            title={"text": "Write timeline: gate, sentence × slot" + note},
             shapes=shapes,
-            xaxis={"title": {"text": "slot"}, "dtick": 1, "side": "top"},
+            xaxis={"dtick": 1, "side": "top"},
             yaxis=_sentence_axis(labels),
             height=_height(gates.shape[0]),
             margin=_TOP_AXIS_MARGIN,
@@ -310,8 +311,8 @@ def entity_over_time(
     return go.Figure(
         data=data,
         layout=dict(
-            title={"text": f"Slots resembling '{safe_label(entity)}' over the story"},
-            xaxis={"title": {"text": "slot"}, "dtick": 1, "side": "top"},
+            title={"text": f"Slot × time: resemblance to '{safe_label(entity)}'"},
+            xaxis={"dtick": 1, "side": "top"},
             yaxis=_sentence_axis(labels),
             height=_height(similarity.shape[0]),
             margin=_TOP_AXIS_MARGIN,
