@@ -62,3 +62,16 @@ def test_no_task_chosen_is_refused_with_a_message():
     assert not at.exception, at.exception
     assert any("at least one task" in e.value for e in at.error)
     assert "train.job" not in at.session_state
+
+
+def test_choices_survive_a_page_switch_and_buttons_stay_usable():
+    at = _train_page()
+    at.selectbox(key="train.family").set_value("story-memn2n").run()
+    at.multiselect(key="train.tasks").set_value([2]).run()
+    at.button(key="train.start").click().run()  # a button whose key is under "train."
+    at.session_state["train.job"].stop()
+    at.switch_page("pages/attention.py").run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="train.family").value == "story-memn2n"
+    assert at.multiselect(key="train.tasks").value == [2]

@@ -50,18 +50,46 @@ def trained_models() -> dict[str, str]:
 KEPT_PREFIXES = ("sidebar.", "attention.", "memory.", "forgetting.", "train.")
 
 
+READ_ONLY_VALUE_TYPES = ("trigger_value", "file_uploader_state_value")
+
+
+def _read_only_keys() -> set[str]:
+    """Keys of widgets whose value cannot be assigned (buttons, download buttons, uploaders).
+
+    Streamlit keeps no public list of them, so this reads the widget metadata of the session;
+    if that internal layout changes, no key is reported and such widgets must simply avoid the
+    kept prefixes.
+    """
+    try:
+        from streamlit.runtime.state import get_session_state
+
+        inner = get_session_state()._state
+        metadata = inner._new_widget_state.widget_metadata
+        mapper = inner._key_id_mapper
+        found = set()
+        for key in list(st.session_state.keys()):
+            widget_id = mapper.get_id_from_key(key, None)
+            meta = metadata.get(widget_id) if widget_id else None
+            if meta is not None and str(meta.value_type).endswith(READ_ONLY_VALUE_TYPES):
+                found.add(key)
+        return found
+    except (AttributeError, KeyError, TypeError):
+        return set()
+
+
 def keep_widget_state() -> None:
     """Keep widget values when the user switches pages.
 
     Streamlit forgets a widget's value once a run does not draw it; writing each value back into
     session state at the top of every run makes it plain state, which survives page switches.
+    Buttons, download buttons and uploaders are skipped: their values cannot be assigned.
     """
+    skip = _read_only_keys()
     for key in list(st.session_state.keys()):
-        if isinstance(key, str) and key.startswith(KEPT_PREFIXES):
+        if isinstance(key, str) and key.startswith(KEPT_PREFIXES) and key not in skip:
             try:
                 st.session_state[key] = st.session_state[key]
             except st.errors.StreamlitAPIException:
-                # Buttons and download buttons cannot be set; they need no keeping.
                 pass
 
 
@@ -75,6 +103,13 @@ def run_through_entrypoint() -> None:
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    if not PagesManager.uses_pages_directory:
+        return
+    if st.session_state.get("state.entrypoint_rerun"):
+        # Already rerun once in this session (the test harness resets the mode on every run):
+        # run the page as it is, with the state keeping app.py would have done.
+        keep_widget_state()
+        return
+    st.session_state["state.entrypoint_rerun"] = True
+    PagesManager.uses_pages_directory = False
+    st.rerun()
