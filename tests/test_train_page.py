@@ -69,7 +69,9 @@ def test_choices_survive_a_page_switch_and_buttons_stay_usable():
     at.selectbox(key="train.family").set_value("story-memn2n").run()
     at.multiselect(key="train.tasks").set_value([2]).run()
     at.button(key="train.start").click().run()  # a button whose key is under "train."
-    at.session_state["train.job"].stop()
+    job = at.session_state["train.job"]
+    job.stop()
+    job.join(timeout=120)
     at.switch_page("pages/attention.py").run()
     at.switch_page("pages/train.py").run()
     assert not at.exception, at.exception

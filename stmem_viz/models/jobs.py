@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,15 @@ from stmem_viz import StmemError
 from stmem_viz.models.training import TrainProgress, TrainResult
 
 log = logging.getLogger(__name__)
+_live_jobs: weakref.WeakSet[TrainingJob] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_jobs() -> None:
+    """Stop running jobs before the interpreter exits: torch must not be torn down under them."""
+    for job in list(_live_jobs):
+        job.stop()
+        job.join(timeout=30)
 
 
 class TrainingJob:
@@ -35,6 +46,7 @@ class TrainingJob:
 
     def start(self) -> TrainingJob:
         self.started_at = time.monotonic()
+        _live_jobs.add(self)
         self._thread.start()
         return self
 
