@@ -129,3 +129,17 @@ def test_head_table_lists_every_layer_and_head(gpt2_dir, tiny_loaded):
     loaded = tiny_loaded["gpt2"]
     assert len(table) == loaded.n_layers * loaded.n_heads
     assert {"entropy", "first_token_mass", "prev_token_score", "mean_distance"} <= set(table)
+
+
+def test_app_opens_on_the_bundled_default_model():
+    from stmem_viz.models.bundled import list_bundled
+
+    if "story-gpt" not in list_bundled():
+        pytest.skip("bundled story-gpt missing")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="sidebar.choice").value == "bundled:story-gpt"
+    z = _heatmap_z(_figures(at)[0])
+    np.testing.assert_allclose(z.sum(axis=1), 1.0, atol=1e-4)
+    assert not at.warning, [w.value for w in at.warning]  # the default story has no unknown word
