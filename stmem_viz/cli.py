@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-sentences", type=int, default=None, help="shortest generated story")
     p.add_argument("--max-sentences", type=int, default=None, help="longest generated story")
     p.add_argument(
-        "--time-limit", type=float, default=None, help="stop after this many seconds (memory nets)"
+        "--time-limit", type=float, default=None, help="stop after this many seconds of training"
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", required=True, help="folder to write the checkpoint to")

@@ -88,8 +88,8 @@ def test_training_stops_when_the_progress_callback_says_so():
 def test_unknown_families_and_options_are_user_errors():
     with pytest.raises(StmemError, match="story-entnet"):
         train("story-lstm")
-    with pytest.raises(StmemError, match="time_limit_s"):
-        train("story-gpt", time_limit_s=10)
+    with pytest.raises(StmemError, match="Unknown story-gpt size"):
+        train("story-gpt", n_stories=4, sizes={"slots": 3}, time_limit_s=10)
     with pytest.raises(StmemError, match="Unknown size"):
         train("story-memn2n", n_stories=4, sizes={"slots": 3})
 

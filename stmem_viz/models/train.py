@@ -98,7 +98,7 @@ def train(
         batch_size: stories per step (memory networks: 32).
         min_sentences: shortest generated story (memory networks: 2).
         max_sentences: longest generated story (memory networks: 30).
-        time_limit_s: stop after this many seconds of training (memory networks only); the
+        time_limit_s: stop after this many seconds of training; for the memory networks the
             learning-rate schedule then follows elapsed time so it still ends annealed.
 
     Returns:
@@ -106,8 +106,7 @@ def train(
         whatever ``train_story_gpt`` returns.
 
     Raises:
-        StmemError: unknown family or task, bad sizes, no bAbI files, ``time_limit_s`` given
-            for story-gpt.
+        StmemError: unknown family or task, bad sizes, no bAbI files.
     """
     if family not in FAMILIES:
         raise StmemError(f"Unknown model family '{family}'; choose one of {list(FAMILIES)}.")
@@ -116,12 +115,10 @@ def train(
     if n_stories < 1 or epochs < 1:
         raise StmemError("Train on at least one story for at least one epoch.")
     if family == "story-gpt":
-        if time_limit_s is not None:
-            raise StmemError("time_limit_s applies to the memory networks only, not to story-gpt.")
         from stmem_viz.models.story_gpt import train_story_gpt
 
         given = {"lr": lr, "batch_size": batch_size, "min_sentences": min_sentences}
-        given["max_sentences"] = max_sentences
+        given |= {"max_sentences": max_sentences, "time_limit_s": time_limit_s}
         return train_story_gpt(
             tasks=tasks,
             n_stories=n_stories,
