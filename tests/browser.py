@@ -78,7 +78,7 @@ def streamlit_server(timeout: float = 60.0):
                     if answer.read().decode().strip() == "ok":
                         break
             except OSError:
-                pass
+                pass  # not listening yet
             if process.poll() is not None or time.monotonic() > deadline:
                 output = process.stdout.read().decode() if process.stdout else ""
                 raise RuntimeError(f"streamlit did not start:\n{output[-3000:]}")

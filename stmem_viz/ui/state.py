@@ -90,7 +90,7 @@ def keep_widget_state() -> None:
             try:
                 st.session_state[key] = st.session_state[key]
             except st.errors.StreamlitAPIException:
-                pass
+                continue  # a read-only widget the metadata lookup missed: nothing to keep
 
 
 def run_through_entrypoint() -> None:
