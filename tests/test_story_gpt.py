@@ -1,0 +1,172 @@
+"""story-gpt: the small Llama-style model that answers bAbI questions (Weston et al., 2015)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from stmem_viz import StmemError
+from stmem_viz.data import (
+    LOCATIONS,
+    default_vocabulary,
+    generate_stories,
+    generate_story_series,
+    tokenize,
+)
+from stmem_viz.models.bundled import bundled_family, bundled_path
+from stmem_viz.models.story_gpt import (
+    _collate,
+    _pack,
+    answer_probs,
+    build_story_gpt,
+    build_story_tokenizer,
+    evaluate_story_gpt,
+    format_prompt,
+    train_story_gpt,
+)
+
+TINY = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
+
+
+def test_tokenizer_ids_are_the_vocabulary_ids():
+    vocab = default_vocabulary()
+    tokenizer = build_story_tokenizer(vocab)
+    assert len(tokenizer) == len(vocab)
+    for word in vocab.words:
+        assert tokenizer.convert_tokens_to_ids(word) == vocab.id(word)
+    texts = [" ".join(s.sentences) + " " + s.question.text for s in generate_stories(3, 20)]
+    texts.append("Mary, flew to the MOON!Where is Mary?")
+    for text in texts:
+        ids = tokenizer(text)["input_ids"]
+        assert ids == [vocab.id("<bos>"), *vocab.encode(tokenize(text))]
+
+
+def test_format_prompt_ends_at_the_question_mark():
+    prompt = format_prompt(
+        ["Mary went to the kitchen", "John went to the garden."], "Where is Mary"
+    )
+    assert prompt == "Mary went to the kitchen. John went to the garden. Where is Mary?"
+
+
+def test_answer_probs_is_a_distribution_over_the_vocabulary():
+    torch.manual_seed(0)
+    model, tokenizer = build_story_gpt(TINY)
+    stories = [(s.sentences, s.question.text) for s in generate_stories(1, 5, max_sentences=8)]
+    probs = answer_probs(model, tokenizer, stories, batch_size=2)
+    assert probs.shape == (5, len(default_vocabulary()))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    # Batching and padding do not change a story's answer distribution.
+    alone = answer_probs(model, tokenizer, stories[:1], batch_size=1)
+    np.testing.assert_allclose(alone[0], probs[0], atol=1e-5)
+
+
+def test_packed_training_sequences_compute_each_answer_as_the_prompt_alone():
+    torch.manual_seed(0)
+    model, tokenizer = build_story_gpt(TINY)
+    model.eval()
+    series = [generate_story_series(task, random.Random(task), 9) for task in (1, 2, 3)]
+    batch = _collate([_pack(tokenizer, s) for s in series], tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        logits = model(
+            input_ids=batch["input_ids"],
+            position_ids=batch["position_ids"],
+            attention_mask=batch["attention_mask"],
+        ).logits
+    packed = logits[batch["answer_rows"], batch["answer_at"]].softmax(-1).numpy()
+    alone = answer_probs(
+        model, tokenizer, [(s.sentences, s.question.text) for g in series for s in g]
+    )
+    np.testing.assert_allclose(packed, alone, atol=1e-5)
+    answers = [tokenizer.convert_tokens_to_ids(s.question.answer) for g in series for s in g]
+    assert batch["answer_ids"].tolist() == answers
+
+
+def test_unknown_sizes_are_a_user_error():
+    with pytest.raises(StmemError, match="Unknown story-gpt size"):
+        build_story_gpt({"depth": 3})
+
+
+def test_save_and_reload_through_auto_classes_gives_identical_logits(tmp_path):
+    torch.manual_seed(0)
+    model, tokenizer = build_story_gpt(TINY)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert "stmem_family" not in config and (tmp_path / "model.safetensors").is_file()
+
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    reloaded_tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    text = format_prompt(
+        ["Mary went to the kitchen.", "Sandra got the milk there."], "Where is Mary?"
+    )
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    assert reloaded_tokenizer(text, return_tensors="pt")["input_ids"].tolist() == ids.tolist()
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(ids).logits, reloaded(ids).logits, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_a_short_training_run_lifts_accuracy_far_above_chance(tmp_path):
+    chance = 1 / len(LOCATIONS)
+    result = train_story_gpt(
+        tasks=[1],
+        n_stories=2500,
+        epochs=1,
+        seed=0,
+        device="cpu",
+        out=tmp_path,
+        sizes=TINY,
+        max_sentences=4,
+        questions_per_sentence=2,
+        curriculum_steps=0,
+        val_n=50,
+        evals_per_epoch=2,
+    )
+    rows = evaluate_story_gpt(
+        result.model, build_story_tokenizer(), [1], 200, seed=7, max_sentences=4
+    )
+    # From chance to the "most recent location" heuristic and beyond.
+    assert rows[0]["accuracy"] > 2.4 * chance
+    record = json.loads((tmp_path / "training.json").read_text())
+    assert record["arguments"]["n_stories"] == 2500 and record["wall_time_s"] > 0
+    assert result.history[-1].step == result.history[-1].total_steps
+
+
+def test_progress_returning_false_stops_training_early():
+    result = train_story_gpt(
+        tasks=[1],
+        n_stories=128,
+        epochs=3,
+        device="cpu",
+        sizes=TINY,
+        val_n=5,
+        batch_size=32,
+        max_sentences=4,
+        curriculum_steps=0,
+        progress=lambda report: False,
+    )
+    assert result.stopped_early and len(result.history) == 1 and result.out is None
+
+
+@pytest.mark.slow
+def test_bundled_story_gpt_answers_as_documented():
+    path = bundled_path("story-gpt")
+    assert bundled_family("story-gpt") == "hf"
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    rows = evaluate_story_gpt(model, tokenizer, [1, 2], 200, seed=2024)
+    accuracy = {row["task"]: row["accuracy"] for row in rows}
+    # The README's measured accuracy (n = 1000): 0.441 and 0.442, far above chance (1/6) and
+    # far below the 0.99 / 0.95 the model should reach; this guards against regressions.
+    assert accuracy[1] >= 0.36 and accuracy[2] >= 0.36
