@@ -169,12 +169,17 @@ with tabs[2]:
             + (" (before hiding and renormalising)." if (hide_special or hide_first) else ".")
         )
 
+# One head table serves the overview and the table tabs.
+try:
+    head_table, head_table_error = cache.head_table(choice, text, target), None
+except StmemError as error:
+    head_table, head_table_error = None, str(error)
+
 with tabs[3]:
-    try:
-        table = cache.head_table(choice, text, target)
-    except StmemError as error:
-        st.error(str(error))
+    if head_table is None:
+        st.error(head_table_error)
     else:
+        table = head_table
         metric = st.selectbox(
             "Metric",
             ["entropy", "first_token_mass", "prev_token_score", "mean_distance"],
@@ -188,11 +193,10 @@ with tabs[3]:
             )
 
 with tabs[4]:
-    try:
-        table = cache.head_table(choice, text, target)
-    except StmemError as error:
-        st.error(str(error))
+    if head_table is None:
+        st.error(head_table_error)
     else:
+        table = head_table
         if loaded.kind == "decoder" and st.button("Measure induction scores", key="attention.ind"):
             st.session_state["attention.induction"] = True
         if st.session_state.get("attention.induction") and loaded.kind == "decoder":
