@@ -75,6 +75,9 @@ if captured.truncated:
     )
 if captured.note:
     st.info(captured.note)
+readers = cache.trained_readers(choice.spec)
+if readers:
+    st.caption(" ".join(readers))
 unknown = loaded.tokenizer.unk_token
 if unknown and unknown in (captured.tokens + (captured.target_tokens or [])):
     st.warning(f"Some words are unknown to this tokenizer and were read as {unknown}.")

@@ -143,3 +143,11 @@ def test_app_opens_on_the_bundled_default_model():
     z = _heatmap_z(_figures(at)[0])
     np.testing.assert_allclose(z.sum(axis=1), 1.0, atol=1e-4)
     assert not at.warning, [w.value for w in at.warning]  # the default story has no unknown word
+    captions = " ".join(c.value for c in at.caption)
+    assert "Layer 1, heads 0 and 2: trained to attend from the question's '?'" in captions
+
+
+def test_models_without_attention_training_name_no_trained_heads(gpt2_dir):
+    at = _open(gpt2_dir)
+    assert not at.exception, at.exception
+    assert "trained to attend" not in " ".join(c.value for c in at.caption)

@@ -22,12 +22,16 @@ from stmem_viz.models.bundled import bundled_family, bundled_path
 from stmem_viz.models.story_gpt import (
     _collate,
     _pack,
+    _supervise,
     answer_probs,
     build_story_gpt,
     build_story_tokenizer,
     evaluate_story_gpt,
     format_prompt,
+    readout_heads,
+    support_heads,
     train_story_gpt,
+    trained_readers,
 )
 
 TINY = {
@@ -92,6 +96,58 @@ def test_packed_training_sequences_compute_each_answer_as_the_prompt_alone():
     assert batch["answer_ids"].tolist() == answers
 
 
+def test_each_answer_is_supervised_on_the_tokens_of_its_supporting_sentences():
+    tokenizer = build_story_tokenizer()
+    for task in (1, 2, 3):
+        series = generate_story_series(task, random.Random(task), 12)
+        packed = _pack(tokenizer, series)
+        assert len(packed.supports) == len(series)
+        for story, support in zip(series, packed.supports, strict=True):
+            read = tokenizer.convert_ids_to_tokens([packed.ids[i] for i in support])
+            facts = [
+                w for fact in story.question.support for w in tokenize(story.sentences[fact - 1])
+            ]
+            assert read == facts
+            assert all(packed.block[i] == -1 for i in support)  # story tokens only
+        for story, support, readout in zip(series, packed.supports, packed.readouts, strict=True):
+            # The answer is read from the one supporting sentence that names the location.
+            read = tokenizer.convert_ids_to_tokens([packed.ids[i] for i in readout])
+            assert set(readout) <= set(support) and read.count(story.question.answer) == 1
+            assert read[-1] == "." and read.count(".") == 1
+
+
+@pytest.mark.parametrize("layers", [2, 3])
+def test_the_training_attention_changes_no_output_and_returns_the_supervised_weights(layers):
+    torch.manual_seed(0)
+    model, tokenizer = build_story_gpt({**TINY, "num_hidden_layers": layers})
+    model.eval()
+    series = [generate_story_series(task, random.Random(task), 9) for task in (1, 2, 3)]
+    batch = _collate([_pack(tokenizer, s) for s in series], tokenizer.pad_token_id, "cpu")
+    inputs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask")}
+    with torch.no_grad():
+        stock = model(**inputs).logits
+        _supervise(model, True)
+        supervised = model(**inputs, output_attentions=True)
+        _supervise(model, False)
+    torch.testing.assert_close(supervised.logits, stock, rtol=0, atol=1e-5)
+    # Layer 1 (support) and layer 2 (readout) when there is one; no other layer.
+    assert len(supervised.attentions) == layers - 1
+    for weights in supervised.attentions:
+        assert weights.shape == (3, TINY["num_attention_heads"], *batch["input_ids"].shape[1:] * 2)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+        hidden = (batch["attention_mask"] < 0).expand_as(weights)  # pairs the mask forbids
+        assert float(weights[hidden].abs().max()) == 0.0
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_supervised_heads_are_one_per_key_value_group_in_the_second_and_third_layers():
+    assert support_heads(4, 4, 2) == (1, [0, 2])
+    assert support_heads(2, 8, 8) == (1, list(range(8)))
+    assert support_heads(1, 4, 1) == (0, [0])
+    assert readout_heads(4, 4, 2) == (2, [0, 2])
+    assert readout_heads(2, 4, 2) == (1, [0, 2])
+
+
 def test_unknown_sizes_are_a_user_error():
     with pytest.raises(StmemError, match="Unknown story-gpt size"):
         build_story_gpt({"depth": 3})
@@ -129,7 +185,7 @@ def test_a_short_training_run_lifts_accuracy_far_above_chance(tmp_path):
         sizes=TINY,
         max_sentences=4,
         questions_per_sentence=2,
-        curriculum_steps=0,
+        curriculum=(),
         val_n=50,
         evals_per_epoch=2,
     )
@@ -141,6 +197,40 @@ def test_a_short_training_run_lifts_accuracy_far_above_chance(tmp_path):
     record = json.loads((tmp_path / "training.json").read_text())
     assert record["arguments"]["n_stories"] == 2500 and record["wall_time_s"] > 0
     assert result.history[-1].step == result.history[-1].total_steps
+    assert trained_readers(tmp_path)[0].startswith("Layer 1, heads 0 and 2: trained to attend")
+
+
+def test_the_support_loss_teaches_heads_to_read_the_supporting_fact():
+    """The first curriculum stage alone: task 1 on short stories, every actor asked about."""
+    torch.manual_seed(0)
+    result = train_story_gpt(
+        tasks=[1],
+        n_stories=1,
+        epochs=1,
+        seed=0,
+        device="cpu",
+        max_sentences=4,
+        curriculum=((300, (1,), 4, 4),),
+        val_n=20,
+        evals_per_epoch=1,
+    )
+    model, tokenizer = result.model, build_story_tokenizer()
+    rows = evaluate_story_gpt(model, tokenizer, [1], 200, seed=7, max_sentences=6)
+    assert rows[0]["accuracy"] >= 0.9  # the most recent location alone gets about 0.45
+    series = [generate_story_series(1, random.Random(i), 6, 4) for i in range(16)]
+    batch = _collate([_pack(tokenizer, s) for s in series], tokenizer.pad_token_id, "cpu")
+    _supervise(model, True)
+    with torch.no_grad():
+        support, _ = model(
+            input_ids=batch["input_ids"],
+            position_ids=batch["position_ids"],
+            attention_mask=batch["attention_mask"],
+            output_attentions=True,
+        ).attentions
+    _supervise(model, False)
+    read = support[batch["answer_rows"], 0, batch["answer_at"]]  # [Q, T] head 0 of layer 1
+    mass = (read * batch["support"]).sum(-1)
+    assert float(mass.median()) > 0.9
 
 
 def test_progress_returning_false_stops_training_early():
@@ -153,7 +243,7 @@ def test_progress_returning_false_stops_training_early():
         val_n=5,
         batch_size=32,
         max_sentences=4,
-        curriculum_steps=0,
+        curriculum=(),
         progress=lambda report: False,
     )
     assert result.stopped_early and len(result.history) == 1 and result.out is None
@@ -167,6 +257,7 @@ def test_bundled_story_gpt_answers_as_documented():
     tokenizer = AutoTokenizer.from_pretrained(path)
     rows = evaluate_story_gpt(model, tokenizer, [1, 2], 200, seed=2024)
     accuracy = {row["task"]: row["accuracy"] for row in rows}
-    # The README's measured accuracy (n = 1000): 0.441 and 0.442, far above chance (1/6) and
-    # far below the 0.99 / 0.95 the model should reach; this guards against regressions.
-    assert accuracy[1] >= 0.36 and accuracy[2] >= 0.36
+    # The README's measured accuracy (n = 1000): 1.000 and 0.720. Task 1 meets the issue's
+    # 0.99 with the slack the issue allows a sample of 200; task 2 misses its 0.95, so this
+    # guards the measured figure against regressions (n = 200 here: 1.000 and 0.750).
+    assert accuracy[1] >= 0.97 and accuracy[2] >= 0.68

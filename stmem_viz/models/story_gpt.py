@@ -17,9 +17,17 @@ interleave them). A custom attention mask hides each question from the story tok
 follow it and from the other questions, and rotary positions continue the story's count, so
 every answer is computed exactly as it would be for the prompt alone; one pass over a story
 of n sentences trains about n answers. Loss: cross-entropy on each answer token, plus
-``lm_weight`` (0.1) times the mean next-token cross-entropy over the story tokens and the
-``<eos>`` after each answer (predicting the object after "john dropped the" is a state-tracking
-exercise). Only the answer is evaluated.
+``support_weight`` (3) times a supporting-fact attention loss: one head per key/value group in
+the second layer is trained to attend, from the question's "?", to the tokens of the
+question's supporting sentences (the "strong supervision" that bAbI's supporting-fact ids allow,
+Weston et al., 2015). Without it, a model this small sits for thousands of steps on a plateau
+where it answers with the most recent location; with it, the actor-matching heads form within
+a few hundred steps. ``readout_weight`` (1) times the same loss trains the same heads of the
+third layer to attend to the supporting sentence that names the answer (the second hop of
+tasks 2 and 3). A short curriculum on short stories (:data:`DEFAULT_CURRICULUM`) comes first.
+The supervised heads are the ones to look at on the Attention page, which names them (see
+:func:`trained_readers`). An optional next-token loss on the story tokens (``lm_weight``) is off by
+default. Only the answer is evaluated.
 
 Saved models are standard ``save_pretrained`` folders (``config.json`` without custom keys,
 ``model.safetensors``, ``tokenizer.json``) plus ``training.json``, so the Auto classes reload
@@ -44,7 +52,15 @@ import torch.nn.functional as F
 import transformers
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers import models as tokenizer_models
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    AttentionInterface,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from stmem_viz import StmemError
 from stmem_viz.data import (
@@ -81,16 +97,26 @@ DEFAULT_SIZES: dict[str, int | float | bool] = {
 """Architecture of a new model (``LlamaConfig`` fields); ``sizes`` arguments override any of them.
 These, with the defaults of :func:`train_story_gpt`, are the settings of the bundled model.
 
-A tiny model trained from scratch sits long on a plateau where it answers with the most recent
-location, before it learns to bind each location to its actor (an induction-head-like circuit).
-On a two-sentence probe ("A went to the X. B went to the Y. Where is A?", 2 layers, batch 32),
-Llama's defaults (initialisation 0.02, no attention biases) were still at chance after 6000
-steps; attention biases (content-independent query and key components, which make positional
-heads easy under rotary positions) with an initialisation of 0.1 solved it in about 1500 steps
-(0.2 and no gradient clipping: about 1000). On the full tasks, within a 15-minute CPU budget,
-neither setting got past the plateau. Heads of 32 dimensions keep enough slowly rotating pairs
-for matching words by content at any distance."""
+Attention biases (content-independent query and key components, which make positional heads
+easy under rotary positions) and an initialisation of 0.1 shortened the plateau of a
+two-sentence probe ("A went to the X. B went to the Y. Where is A?") from over 6000 steps
+(Llama's defaults: 0.02, no biases) to about 1500. Heads of 32 dimensions keep enough slowly
+rotating pairs for matching words by content at any distance."""
 
+
+DEFAULT_CURRICULUM: tuple[tuple[int, tuple[int, ...], int, int], ...] = (
+    (300, (1,), 4, 4),
+    (400, (1, 2, 3), 8, 2),
+)
+"""Stages before the epochs: (optimiser steps, tasks, longest story, questions per sentence).
+With the support loss, the first stage (task 1, stories of at most four sentences, every actor
+asked about after every sentence) forms the actor-matching heads in about 200 steps. Asking
+about every actor makes "the most recent location" a poor answer: with one question per
+sentence, one data seed in two stalled on that plateau. The second stage carries the heads to
+objects (tasks 2 and 3) on short stories."""
+
+TRAINING_ATTENTION = "stmem_story_training"
+"""Attention implementation used while training with the support loss."""
 
 StoryInput = tuple[Sequence[str], str]
 """A story as (sentences, question)."""
@@ -318,6 +344,9 @@ class _Packed:
         targets: ``[T]`` the next story token for story tokens, ``<eos>`` for answer tokens,
             -100 elsewhere.
         answers: (index of a question's "?" token, answer id) pairs.
+        supports: per answer, the indices of the tokens of its supporting sentences.
+        readouts: per answer, the indices of the tokens of the supporting sentences that
+            contain the answer word (the fact the answer is read from).
     """
 
     ids: list[int]
@@ -325,6 +354,8 @@ class _Packed:
     block: list[int]
     targets: list[int]
     answers: list[tuple[int, int]]
+    supports: list[list[int]]
+    readouts: list[list[int]]
 
 
 def _group_series(stories: Sequence[Story]) -> list[list[Story]]:
@@ -355,11 +386,15 @@ def _pack(tokenizer, series: Sequence[Story]) -> _Packed:
     for q, story in enumerate(series):
         asked_after.setdefault(len(story.sentences), []).append(q)
 
-    p = _Packed([tokenizer.bos_token_id], [0], [-1], [], [])
+    p = _Packed([tokenizer.bos_token_id], [0], [-1], [], [], [], [])
     story_at = [0]  # layout index of each story token
+    spans: list[list[int]] = [[]]  # layout indices of the tokens of sentence k (1-based)
     ends: list[int] = []  # layout index of each answer token
     for k in range(len(full) + 1):
+        if k > 0:
+            spans.append([])
         for token in sentences["input_ids"][k - 1] if k > 0 else []:
+            spans[k].append(len(p.ids))
             story_at.append(len(p.ids))
             p.ids.append(token)
             p.positions.append(len(story_at) - 1)
@@ -371,6 +406,11 @@ def _pack(tokenizer, series: Sequence[Story]) -> _Packed:
                 p.block.append(q)
             answer = tokenizer.convert_tokens_to_ids(series[q].question.answer.lower())
             p.answers.append((len(p.ids) - 1, answer))
+            facts = [spans[fact] for fact in series[q].question.support]
+            p.supports.append([at for span in facts for at in span])
+            p.readouts.append(
+                [at for span in facts if answer in map(p.ids.__getitem__, span) for at in span]
+            )
             # The answer is read too, so the model learns to end with <eos> after it.
             p.ids.append(answer)
             p.positions.append(len(story_at) + len(questions["input_ids"][q]))
@@ -392,13 +432,18 @@ def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict[str, torch.
     block = torch.full((len(packed), width), -2, dtype=torch.long)  # [B, T], -2: padding
     targets = torch.full((len(packed), width), -100, dtype=torch.long)  # [B, T]
     answer_rows, answer_at, answer_ids = [], [], []
+    n_answers = sum(len(p.answers) for p in packed)
+    support = torch.zeros((n_answers, width), dtype=torch.bool)  # [Q, T]
+    readout = torch.zeros((n_answers, width), dtype=torch.bool)  # [Q, T]
     for i, p in enumerate(packed):
         n = len(p.ids)
         ids[i, :n] = torch.tensor(p.ids)
         positions[i, :n] = torch.tensor(p.positions)
         block[i, :n] = torch.tensor(p.block)
         targets[i, :n] = torch.tensor(p.targets)
-        for at, answer in p.answers:
+        for (at, answer), facts, read in zip(p.answers, p.supports, p.readouts, strict=True):
+            support[len(answer_rows), facts] = True
+            readout[len(answer_rows), read] = True
             answer_rows.append(i)
             answer_at.append(at)
             answer_ids.append(answer)
@@ -416,6 +461,8 @@ def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict[str, torch.
         "answer_rows": torch.tensor(answer_rows, dtype=torch.long, device=device),
         "answer_at": torch.tensor(answer_at, dtype=torch.long, device=device),
         "answer_ids": torch.tensor(answer_ids, dtype=torch.long, device=device),
+        "support": support.to(device),
+        "readout": readout.to(device),
     }
 
 
@@ -434,18 +481,110 @@ def _batches(packed: list[_Packed], batch_size: int, rng: random.Random) -> list
     return batches
 
 
-def _loss(model, batch: dict[str, torch.Tensor], lm_weight: float) -> torch.Tensor:
-    logits = model(
+def _loss(
+    model,
+    batch: dict[str, torch.Tensor],
+    lm_weight: float,
+    support_weight: float = 0.0,
+    readout_weight: float = 0.0,
+) -> torch.Tensor:
+    supervised = support_weight > 0 or readout_weight > 0
+    output = model(
         input_ids=batch["input_ids"],
         position_ids=batch["position_ids"],
         attention_mask=batch["attention_mask"],
-    ).logits  # [B, T, V]
+        output_attentions=supervised,
+    )
+    logits = output.logits  # [B, T, V]
     answer_logits = logits[batch["answer_rows"], batch["answer_at"]]  # [Q, V]
     loss = F.cross_entropy(answer_logits, batch["answer_ids"])
     if lm_weight > 0:
         lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
         loss = loss + lm_weight * lm
+    if supervised:
+        config = model.config
+        shape = config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads
+        (support_layer, heads), (readout_layer, _) = support_heads(*shape), readout_heads(*shape)
+        # Only the supervised layers return weights, in layer order (see _training_attention).
+        weights = dict(zip(sorted({support_layer, readout_layer}), output.attentions, strict=True))
+        if support_weight > 0:
+            read = _attention_loss(weights[support_layer], batch, batch["support"], heads)
+            loss = loss + support_weight * read
+        if readout_weight > 0:
+            read = _attention_loss(weights[readout_layer], batch, batch["readout"], heads)
+            loss = loss + readout_weight * read
     return loss
+
+
+def _attention_loss(
+    weights: torch.Tensor, batch: dict[str, torch.Tensor], target: torch.Tensor, heads: list[int]
+) -> torch.Tensor:
+    """Mean -log of the attention that the given heads pay, from each question's "?", to the
+    target tokens.
+
+    Args:
+        weights: ``[B, H, T, T]`` attention weights of one layer.
+        batch: a batch from :func:`_collate`.
+        target: ``[Q, T]`` the tokens each question's heads should read.
+        heads: the heads trained.
+    """
+    read = weights[batch["answer_rows"]][:, heads]  # [Q, h, T, T]
+    read = read[torch.arange(len(batch["answer_at"])), :, batch["answer_at"]]  # [Q, h, T]
+    mass = (read * target[:, None]).sum(-1)  # [Q, h]
+    return -torch.log(mass.clamp_min(1e-6)).mean()
+
+
+def _supervise(model: LlamaForCausalLM, on: bool) -> None:
+    """Switch the model to (or back from) the training attention of the attention losses."""
+    config = model.config
+    shape = config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads
+    for layer in {support_heads(*shape)[0], readout_heads(*shape)[0]}:
+        model.model.layers[layer].self_attn.stmem_supervised = on
+    model.set_attn_implementation(TRAINING_ATTENTION if on else "sdpa")
+
+
+def _training_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """sdpa, except in the supervised layer when weights are asked for (by the support loss):
+    there they are computed explicitly, with gradients, and returned."""
+    if getattr(module, "stmem_supervised", False) and kwargs.pop("output_attentions", False):
+        return eager_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    kwargs.pop("output_attentions", None)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+AttentionInterface.register(TRAINING_ATTENTION, _training_attention)
+AttentionMaskInterface.register(TRAINING_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+
+
+def support_heads(layers: int, heads: int, kv_heads: int) -> tuple[int, list[int]]:
+    """The layer and heads trained to read the supporting facts: the first head of each
+    key/value group in the second layer (the first layer, in a one-layer model)."""
+    return min(1, layers - 1), list(range(0, heads, heads // kv_heads))
+
+
+def readout_heads(layers: int, heads: int, kv_heads: int) -> tuple[int, list[int]]:
+    """The layer and heads trained to read the fact that names the answer: the same heads as
+    :func:`support_heads`, one layer later (the last layer, in a smaller model)."""
+    return min(2, layers - 1), support_heads(layers, heads, kv_heads)[1]
+
+
+def _fresh_batch(
+    tokenizer, tasks: Sequence[int], longest: int, size: int, per_sentence: int, rng
+) -> list[_Packed]:
+    """``size`` new question series of the given tasks, each of at most ``longest`` sentences."""
+    batch = []
+    for _ in range(size):
+        task = rng.choice(list(tasks))
+        n = rng.randint(MIN_SENTENCES[task], max(longest, MIN_SENTENCES[task]))
+        batch.append(_pack(tokenizer, generate_story_series(task, rng, n, per_sentence)))
+    return batch
 
 
 def _training_series(
@@ -481,17 +620,19 @@ def train_story_gpt(
     progress: ProgressFn | None = None,
     *,
     batch_size: int = 16,
-    lr: float = 2e-3,
-    lm_weight: float = 0.1,
+    lr: float = 3e-3,
+    lm_weight: float = 0.0,
     min_sentences: int = 2,
-    max_sentences: int = 24,
+    max_sentences: int = 20,
     val_n: int = 200,
     evals_per_epoch: int = 4,
-    questions_per_sentence: int = 1,
+    questions_per_sentence: int = 2,
     time_limit_s: float | None = None,
-    curriculum_steps: int = 0,
-    curriculum_max_sentences: int = 5,
-    max_grad_norm: float | None = 1.0,
+    curriculum: Sequence[tuple[int, Sequence[int], int, int]] = DEFAULT_CURRICULUM,
+    curriculum_batch_size: int = 32,
+    max_grad_norm: float | None = None,
+    support_weight: float = 3.0,
+    readout_weight: float = 1.0,
 ) -> TrainResult:
     """Train a story-gpt on generated (or real bAbI) stories.
 
@@ -517,12 +658,19 @@ def train_story_gpt(
         questions_per_sentence: most training questions asked after each sentence.
         time_limit_s: stop after this many seconds (story generation included); the learning
             rate then decays to 0 by the time limit or the last step, whichever comes first.
-        curriculum_steps: optimiser steps on the training stories cut to their first
-            ``curriculum_max_sentences`` sentences, before the epochs (reported as epoch 0).
-            Short stories are cheap and let the actor-location binding form early.
-        curriculum_max_sentences: length of the curriculum stories.
-        max_grad_norm: clip the gradient norm to this (None: no clipping, which shortened
-            the plateau of a two-sentence probe, see :data:`DEFAULT_SIZES`).
+        curriculum: stages run before the epochs (reported as epoch 0), each
+            ``(steps, tasks, max_sentences, questions)``: that many optimiser steps on fresh
+            generated stories of those tasks, of at most ``max_sentences`` sentences, with up
+            to ``questions`` questions after each sentence (with ``babi_dir``: the training
+            stories cut to that length). See :data:`DEFAULT_CURRICULUM`. Tasks not trained are
+            left out of a stage.
+        curriculum_batch_size: stories per step in the curriculum.
+        max_grad_norm: clip the gradient norm to this (None: no clipping).
+        support_weight: weight of the supporting-fact attention loss (0: none), see
+            :func:`support_heads`. It needs supporting facts, which generated stories and bAbI
+            files both carry.
+        readout_weight: weight of the same loss one layer later, on the supporting sentence
+            that names the answer (the second hop of tasks 2 and 3), see :func:`readout_heads`.
 
     Returns:
         The trained model (in eval mode), its history and the output folder.
@@ -545,9 +693,11 @@ def train_story_gpt(
         "evals_per_epoch": evals_per_epoch,
         "questions_per_sentence": questions_per_sentence,
         "time_limit_s": time_limit_s,
-        "curriculum_steps": curriculum_steps,
-        "curriculum_max_sentences": curriculum_max_sentences,
+        "curriculum": [[steps, list(ts), n, q] for steps, ts, n, q in curriculum],
+        "curriculum_batch_size": curriculum_batch_size,
         "max_grad_norm": max_grad_norm,
+        "support_weight": support_weight,
+        "readout_weight": readout_weight,
     }
     if epochs < 1 or n_stories < 1 or batch_size < 1:
         raise StmemError("epochs, n_stories and batch_size must each be at least 1.")
@@ -556,6 +706,8 @@ def train_story_gpt(
     torch.manual_seed(seed)
     model, tokenizer = build_story_gpt(sizes)
     model.to(torch_device).train()
+    if support_weight > 0 or readout_weight > 0:
+        _supervise(model, True)
 
     train, val = _training_series(
         tasks,
@@ -567,12 +719,16 @@ def train_story_gpt(
         val_n,
     )
     packed = [_pack(tokenizer, series) for series in train]
-    short = [_pack(tokenizer, cut) for cut in _cut_series(train, curriculum_max_sentences)]
+    stages = []
+    for steps, stage_tasks, longest, questions in curriculum:
+        stage_tasks = [t for t in stage_tasks if t in tasks]
+        if steps > 0 and stage_tasks:
+            stages.append((steps, stage_tasks, longest, questions))
     rng = random.Random(seed)
     steps_per_epoch = math.ceil(len(packed) / batch_size)
-    total_steps = curriculum_steps + steps_per_epoch * epochs
+    total_steps = sum(stage[0] for stage in stages) + steps_per_epoch * epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
-    warmup = max(1, total_steps // 33)
+    warmup = min(50, total_steps)
     deadline = started + time_limit_s if time_limit_s else None
 
     def set_lr(step: int) -> None:
@@ -586,11 +742,19 @@ def train_story_gpt(
 
     def schedule():
         """(epoch, batch) pairs: curriculum batches first (epoch 0), then the epochs."""
-        given = 0
-        while short and given < curriculum_steps:
-            for batch in _batches(short, batch_size, rng)[: curriculum_steps - given]:
-                given += 1
-                yield 0, batch
+        for steps, stage_tasks, longest, questions in stages:
+            if babi_dir is None:
+                size = curriculum_batch_size
+                for _ in range(steps):
+                    yield 0, _fresh_batch(tokenizer, stage_tasks, longest, size, questions, rng)
+                continue
+            chosen = [series for series in train if series[0].question.task in stage_tasks]
+            stories = [_pack(tokenizer, series) for series in _cut_series(chosen, longest)]
+            given = 0
+            while stories and given < steps:
+                for batch in _batches(stories, curriculum_batch_size, rng)[: steps - given]:
+                    given += 1
+                    yield 0, batch
         for epoch in range(1, epochs + 1):
             for batch in _batches(packed, batch_size, rng):
                 yield epoch, batch
@@ -604,7 +768,7 @@ def train_story_gpt(
     for epoch, batch in schedule():
         set_lr(step)
         inputs = _collate(batch, tokenizer.pad_token_id, torch_device)
-        loss = _loss(model, inputs, lm_weight)
+        loss = _loss(model, inputs, lm_weight, support_weight, readout_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if max_grad_norm is not None:
@@ -622,6 +786,7 @@ def train_story_gpt(
             break
 
     model.eval()
+    _supervise(model, False)
     final = {t: _accuracy(model, tokenizer, stories) for t, stories in val.items()}
     wall_s = time.perf_counter() - started
     if out is not None:
@@ -677,3 +842,38 @@ def _save(model, tokenizer, out: Path, arguments, history, final, wall_s, record
         "history": [asdict(h) for h in history],
     }
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def trained_readers(folder: str | Path) -> list[str]:
+    """What the attention-supervised heads of a saved story-gpt were trained to read.
+
+    Args:
+        folder: a folder written by :func:`train_story_gpt`.
+
+    Returns:
+        One sentence per supervised layer, e.g. "Layer 1, heads 0 and 2: ..."; empty when the
+        folder has no ``training.json`` or was trained without attention losses.
+    """
+    try:
+        record = json.loads((Path(folder) / "training.json").read_text())
+        arguments, sizes = record["arguments"], record["model_sizes"]
+        shape = (
+            sizes["num_hidden_layers"],
+            sizes["num_attention_heads"],
+            sizes["num_key_value_heads"],
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    lines = []
+    for weight, where, what in (
+        ("support_weight", support_heads, "each question's supporting sentences"),
+        ("readout_weight", readout_heads, "the supporting sentence that names the answer"),
+    ):
+        if (arguments.get(weight) or 0) > 0:
+            layer, heads = where(*shape)
+            named = " and ".join(str(h) for h in heads)
+            lines.append(
+                f"Layer {layer}, head{'s' if len(heads) > 1 else ''} {named}: trained to attend "
+                f"from the question's '?' to {what}."
+            )
+    return lines

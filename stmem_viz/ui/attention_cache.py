@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from stmem_viz.ui.sidebar import ModelChoice, load_transformer
@@ -35,3 +37,17 @@ def induction_table(choice: ModelChoice):
     from stmem_viz.analysis.attention import induction_scores
 
     return induction_scores(_loaded(choice))
+
+
+@st.cache_data(max_entries=32)
+def trained_readers(spec: str) -> list[str]:
+    """What the attention-supervised heads of a story-gpt were trained to read ([] otherwise)."""
+    from stmem_viz import StmemError
+    from stmem_viz.models.bundled import PREFIX, bundled_path
+    from stmem_viz.models.story_gpt import trained_readers as readers
+
+    try:
+        folder = bundled_path(spec) if spec.strip().startswith(PREFIX) else Path(spec)
+    except StmemError:
+        return []
+    return readers(folder) if folder.is_dir() else []
