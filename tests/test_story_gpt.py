@@ -24,6 +24,7 @@ from stmem_viz.models.story_gpt import (
     _collate,
     _pack,
     _supervise,
+    _supervised_layers,
     answer_probs,
     build_story_gpt,
     build_story_tokenizer,
@@ -127,9 +128,9 @@ def test_the_training_attention_changes_no_output_and_returns_the_supervised_wei
     inputs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask")}
     with torch.no_grad():
         stock = model(**inputs).logits
-        _supervise(model, True)
+        _supervise(model, _supervised_layers(model.config, 3.0, 1.0).values())
         supervised = model(**inputs, output_attentions=True)
-        _supervise(model, False)
+        _supervise(model, ())
     torch.testing.assert_close(supervised.logits, stock, rtol=0, atol=1e-5)
     # Layer 1 (support) and layer 2 (readout) when there is one; no other layer.
     assert len(supervised.attentions) == layers - 1
@@ -147,6 +148,10 @@ def test_supervised_heads_are_one_per_key_value_group_in_the_second_and_third_la
     assert support_heads(1, 4, 1) == (0, [0])
     assert readout_heads(4, 4, 2) == (2, [0, 2])
     assert readout_heads(2, 4, 2) == (1, [0, 2])
+    config = build_story_gpt(TINY)[0].config  # 2 layers: both losses read layer 1
+    assert _supervised_layers(config, 3.0, 1.0) == {"support": 1, "readout": 1}
+    assert _supervised_layers(config, 3.0, 0.0) == {"support": 1}
+    assert _supervised_layers(config, 0.0, 0.0) == {}
 
 
 def test_unknown_sizes_are_a_user_error():
@@ -221,7 +226,7 @@ def test_the_support_loss_teaches_heads_to_read_the_supporting_fact():
     assert rows[0]["accuracy"] >= 0.9  # the most recent location alone gets about 0.45
     series = [generate_story_series(1, random.Random(i), 6, 4) for i in range(16)]
     batch = _collate([_pack(tokenizer, s) for s in series], tokenizer.pad_token_id, "cpu")
-    _supervise(model, True)
+    _supervise(model, _supervised_layers(model.config, 3.0, 1.0).values())
     with torch.no_grad():
         support, _ = model(
             input_ids=batch["input_ids"],
@@ -229,7 +234,7 @@ def test_the_support_loss_teaches_heads_to_read_the_supporting_fact():
             attention_mask=batch["attention_mask"],
             output_attentions=True,
         ).attentions
-    _supervise(model, False)
+    _supervise(model, ())
     read = support[batch["answer_rows"], 0, batch["answer_at"]]  # [Q, T] head 0 of layer 1
     mass = (read * batch["support"]).sum(-1)
     assert float(mass.median()) > 0.9

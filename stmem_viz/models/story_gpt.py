@@ -42,7 +42,7 @@ import math
 import platform
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -502,17 +502,14 @@ def _loss(
         lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
         loss = loss + lm_weight * lm
     if supervised:
-        config = model.config
-        shape = config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads
-        (support_layer, heads), (readout_layer, _) = support_heads(*shape), readout_heads(*shape)
+        layers = _supervised_layers(model.config, support_weight, readout_weight)
+        heads = support_heads(*_head_shape(model.config))[1]
         # Only the supervised layers return weights, in layer order (see _training_attention).
-        weights = dict(zip(sorted({support_layer, readout_layer}), output.attentions, strict=True))
-        if support_weight > 0:
-            read = _attention_loss(weights[support_layer], batch, batch["support"], heads)
-            loss = loss + support_weight * read
-        if readout_weight > 0:
-            read = _attention_loss(weights[readout_layer], batch, batch["readout"], heads)
-            loss = loss + readout_weight * read
+        weights = dict(zip(sorted(set(layers.values())), output.attentions, strict=True))
+        for name, weight in (("support", support_weight), ("readout", readout_weight)):
+            if weight > 0:
+                read = _attention_loss(weights[layers[name]], batch, batch[name], heads)
+                loss = loss + weight * read
     return loss
 
 
@@ -539,13 +536,24 @@ def _attention_loss(
     return -torch.log(mass[has_target].clamp_min(1e-6)).mean()
 
 
-def _supervise(model: LlamaForCausalLM, on: bool) -> None:
-    """Switch the model to (or back from) the training attention of the attention losses."""
-    config = model.config
-    shape = config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads
-    for layer in {support_heads(*shape)[0], readout_heads(*shape)[0]}:
-        model.model.layers[layer].self_attn.stmem_supervised = on
-    model.set_attn_implementation(TRAINING_ATTENTION if on else "sdpa")
+def _head_shape(config) -> tuple[int, int, int]:
+    """(layers, heads, key/value heads) of a model config."""
+    return config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads
+
+
+def _supervised_layers(config, support_weight: float, readout_weight: float) -> dict[str, int]:
+    """The layer of each attention loss in use: ``{"support": 1, "readout": 2}`` at most."""
+    shape = _head_shape(config)
+    layers = {"support": support_heads(*shape)[0], "readout": readout_heads(*shape)[0]}
+    weights = {"support": support_weight, "readout": readout_weight}
+    return {name: layer for name, layer in layers.items() if weights[name] > 0}
+
+
+def _supervise(model: LlamaForCausalLM, layers: Collection[int]) -> None:
+    """Compute and return attention weights in these layers while training (none: plain sdpa)."""
+    for index, layer in enumerate(model.model.layers):
+        layer.self_attn.stmem_supervised = index in layers
+    model.set_attn_implementation(TRAINING_ATTENTION if layers else "sdpa")
 
 
 def _training_attention(
@@ -711,8 +719,9 @@ def train_story_gpt(
     torch.manual_seed(seed)
     model, tokenizer = build_story_gpt(sizes)
     model.to(torch_device).train()
-    if support_weight > 0 or readout_weight > 0:
-        _supervise(model, True)
+    _supervise(
+        model, set(_supervised_layers(model.config, support_weight, readout_weight).values())
+    )
 
     train, val = _training_series(
         tasks,
@@ -791,7 +800,7 @@ def train_story_gpt(
             break
 
     model.eval()
-    _supervise(model, False)
+    _supervise(model, ())
     final = {t: _accuracy(model, tokenizer, stories) for t, stories in val.items()}
     wall_s = time.perf_counter() - started
     if out is not None:
