@@ -98,24 +98,97 @@ def test_packed_training_sequences_compute_each_answer_as_the_prompt_alone():
     assert batch["answer_ids"].tolist() == answers
 
 
-def test_each_answer_is_supervised_on_the_tokens_of_its_supporting_sentences():
+def _sentence_words(story) -> list[list[str]]:
+    return [tokenize(sentence) for sentence in story.sentences]
+
+
+def test_each_answer_is_supervised_on_its_first_hop_and_its_last_supporting_sentence():
     tokenizer = build_story_tokenizer()
+    extended = 0
     for task in (1, 2, 3):
         series = generate_story_series(task, random.Random(task), 12)
         packed = _pack(tokenizer, series)
-        assert len(packed.supports) == len(series)
-        for story, support in zip(series, packed.supports, strict=True):
-            read = tokenizer.convert_ids_to_tokens([packed.ids[i] for i in support])
-            facts = [
-                w for fact in story.question.support for w in tokenize(story.sentences[fact - 1])
-            ]
-            assert read == facts
-            assert all(packed.block[i] == -1 for i in support)  # story tokens only
+        assert len(packed.supports) == len(packed.readouts) == len(series)
         for story, support, readout in zip(series, packed.supports, packed.readouts, strict=True):
-            # The answer is read from the one supporting sentence that names the location.
-            read = tokenizer.convert_ids_to_tokens([packed.ids[i] for i in readout])
-            assert set(readout) <= set(support) and read.count(story.question.answer) == 1
-            assert read[-1] == "." and read.count(".") == 1
+            words = _sentence_words(story)
+            subject = {1: 2, 2: 3, 3: 3}[task]  # "where is mary ?", "where is/was the milk"
+            subject = tokenize(story.question.text)[subject]
+            # First hop: the supporting sentences that name the actor (task 1) or object.
+            named = [
+                w
+                for fact in story.question.support
+                if subject in words[fact - 1]
+                for w in words[fact - 1]
+            ]
+            assert named and tokenizer.convert_ids_to_tokens(packed.ids[i] for i in support) == (
+                named
+            )
+            # Second hop: the last supporting sentence and, for tasks 1 and 2, the actor's
+            # later sentences until it moves again: each tells where the answer is.
+            last = max(story.question.support)
+            told = [words[last - 1]]
+            for sentence in words[last : len(story.sentences)]:
+                if task == 3 or sentence[0] != told[0][0]:
+                    continue
+                if set(sentence) & set(LOCATIONS):
+                    break
+                told.append(sentence)
+            read = tokenizer.convert_ids_to_tokens(packed.ids[i] for i in readout)
+            assert read == [w for sentence in told for w in sentence]
+            extended += len(told) > 1
+            assert all(packed.block[i] == -1 for i in support + readout)  # story tokens only
+    assert extended  # the seeds include later sentences of the same actor
+
+
+def test_each_sentence_is_supervised_on_the_latest_earlier_move_of_its_actor():
+    tokenizer = build_story_tokenizer()
+    for task in (1, 2, 3):
+        series = generate_story_series(task, random.Random(10 + task), 14)
+        packed = _pack(tokenizer, series)
+        words = _sentence_words(series[-1])
+        expected = []
+        for k, sentence in enumerate(words):
+            earlier = [
+                j
+                for j in range(k)
+                if words[j][0] == sentence[0] and set(words[j]) & set(LOCATIONS)
+            ]
+            if earlier:
+                expected.append((sentence, words[earlier[-1]]))
+        got = []
+        for at, before in packed.states:
+            assert packed.ids[at] == tokenizer.convert_tokens_to_ids(".")
+            assert packed.block[at] == -1 and all(packed.block[i] == -1 for i in before)
+            assert max(before) < at
+            start = at
+            while packed.ids[start - 1] != tokenizer.convert_tokens_to_ids(".") and start > 1:
+                start -= 1
+            story_tokens = [i for i in range(start, at + 1) if packed.block[i] == -1]
+            got.append(
+                (
+                    tokenizer.convert_ids_to_tokens([packed.ids[i] for i in story_tokens]),
+                    tokenizer.convert_ids_to_tokens([packed.ids[i] for i in before]),
+                )
+            )
+        assert got == expected and len(got) >= 5
+
+
+def test_each_sentence_is_trained_to_tell_where_its_actor_is_after_it():
+    tokenizer = build_story_tokenizer()
+    for task in (1, 2, 3):
+        series = generate_story_series(task, random.Random(20 + task), 14)
+        packed = _pack(tokenizer, series)
+        whereabouts = iter(packed.whereabouts)
+        at_place: dict[str, str] = {}
+        for sentence in _sentence_words(series[-1]):
+            place = [w for w in sentence if w in LOCATIONS]
+            if place:
+                at_place[sentence[0]] = place[0]
+            if sentence[0] in at_place:
+                at, location = next(whereabouts)
+                assert packed.ids[at] == tokenizer.convert_tokens_to_ids(".")
+                assert tokenizer.convert_ids_to_tokens(location) == at_place[sentence[0]]
+        assert next(whereabouts, None) is None
 
 
 @pytest.mark.parametrize("layers", [2, 3])
@@ -128,7 +201,7 @@ def test_the_training_attention_changes_no_output_and_returns_the_supervised_wei
     inputs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask")}
     with torch.no_grad():
         stock = model(**inputs).logits
-        _supervise(model, _supervised_layers(model.config, 3.0, 1.0).values())
+        _supervise(model, _supervised_layers(model.config, 3.0, 1.0, 1.0).values())
         supervised = model(**inputs, output_attentions=True)
         _supervise(model, ())
     torch.testing.assert_close(supervised.logits, stock, rtol=0, atol=1e-5)
@@ -152,6 +225,9 @@ def test_supervised_heads_are_one_per_key_value_group_in_the_second_and_third_la
     assert _supervised_layers(config, 3.0, 1.0) == {"support": 1, "readout": 1}
     assert _supervised_layers(config, 3.0, 0.0) == {"support": 1}
     assert _supervised_layers(config, 0.0, 0.0) == {}
+    deep = build_story_gpt({**TINY, "num_hidden_layers": 4})[0].config
+    assert _supervised_layers(deep, 3.0, 1.0, 1.0) == {"support": 1, "readout": 2, "state": 1}
+    assert _supervised_layers(deep, 0.0, 0.0, 1.0) == {"state": 1}
 
 
 def test_unknown_sizes_are_a_user_error():
@@ -272,8 +348,8 @@ def test_bundled_story_gpt_answers_as_documented():
 
 def test_questions_without_target_tokens_add_nothing_to_the_attention_loss():
     weights = torch.full((1, 2, 4, 4), 0.25)  # [B, H, T, T]
-    batch = {"answer_rows": torch.tensor([0, 0]), "answer_at": torch.tensor([3, 3])}
+    rows, at = torch.tensor([0, 0]), torch.tensor([3, 3])
     target = torch.tensor([[True, True, False, False], [False, False, False, False]])
-    loss = _attention_loss(weights, batch, target, [0, 1])
+    loss = _attention_loss(weights, rows, at, target, [0, 1])
     assert float(loss) == pytest.approx(-np.log(0.5))
-    assert float(_attention_loss(weights, batch, target[1:].expand(2, 4), [0])) == 0.0
+    assert float(_attention_loss(weights, rows, at, target[1:].expand(2, 4), [0])) == 0.0

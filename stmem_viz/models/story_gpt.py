@@ -16,15 +16,25 @@ Training reads each generated story once with a question after every sentence (a
 interleave them). A custom attention mask hides each question from the story tokens that
 follow it and from the other questions, and rotary positions continue the story's count, so
 every answer is computed exactly as it would be for the prompt alone; one pass over a story
-of n sentences trains about n answers. Loss: cross-entropy on each answer token, plus
-``support_weight`` (3) times a supporting-fact attention loss: one head per key/value group in
-the second layer is trained to attend, from the question's "?", to the tokens of the
-question's supporting sentences (the "strong supervision" that bAbI's supporting-fact ids allow,
-Weston et al., 2015). Without it, a model this small sits for thousands of steps on a plateau
-where it answers with the most recent location; with it, the actor-matching heads form within
-a few hundred steps. ``readout_weight`` (1) times the same loss trains the same heads of the
-third layer to attend to the supporting sentence that names the answer (the second hop of
-tasks 2 and 3). A short curriculum on short stories (:data:`DEFAULT_CURRICULUM`) comes first.
+of n sentences trains about n answers. Loss: cross-entropy on each answer token, plus three
+attention losses that use bAbI's supporting-fact ids (the "strong supervision" they allow,
+Weston et al., 2015). Each trains one head per key/value group to put its attention on given
+sentences:
+
+- ``support_weight`` (3), layer 1, from the question's "?": the supporting sentences that name
+  the question's subject (the actor of task 1, the object of tasks 2 and 3). That is the first
+  hop: "Mary went to the kitchen" for "Where is Mary?", "John took the milk" for "Where is
+  the milk?".
+- ``state_weight`` (1), layer 1, from each story sentence's final ".": the latest earlier
+  sentence in which that sentence's actor moved. A sentence's "." then carries where its actor
+  was, so "John dropped the milk." knows where the milk now lies.
+- ``readout_weight`` (1), layer 2, from the "?": the question's last supporting sentence, which
+  (given the state) holds the answer: for "Where is the milk?", the later of "John took the
+  milk" and John's latest move, or the drop; in task 3, the move into the place asked about.
+
+Without these losses, a model this small sits for thousands of steps on a plateau where it
+answers with the most recent location; with them, the actor-matching heads form within a few
+hundred steps. A short curriculum on short stories (:data:`DEFAULT_CURRICULUM`) comes first.
 The supervised heads are the ones to look at on the Attention page, which names them (see
 :func:`trained_readers`). An optional next-token loss on the story tokens (``lm_weight``) is off by
 default. Only the answer is evaluated.
@@ -64,8 +74,10 @@ from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from stmem_viz import StmemError
 from stmem_viz.data import (
+    ACTORS,
     BOS,
     EOS,
+    LOCATIONS,
     PAD,
     UNK,
     Story,
@@ -344,9 +356,16 @@ class _Packed:
         targets: ``[T]`` the next story token for story tokens, ``<eos>`` for answer tokens,
             -100 elsewhere.
         answers: (index of a question's "?" token, answer id) pairs.
-        supports: per answer, the indices of the tokens of its supporting sentences.
-        readouts: per answer, the indices of the tokens of the supporting sentences that
-            contain the answer word (the fact the answer is read from).
+        supports: per answer, the indices of the tokens of its first hop: the supporting
+            sentences that name the question's subject (the actor of task 1, the object of
+            tasks 2 and 3).
+        readouts: per answer, the indices of the tokens of its last supporting sentence (the
+            fact the answer is read from, given :attr:`states`).
+        states: (index of a sentence's final ".", indices of the tokens of the latest earlier
+            sentence in which the same actor moved) for each sentence that has one: where its
+            actor was before it.
+        whereabouts: (index of a sentence's final ".", id of the location its actor is in after
+            the sentence) for each sentence whose actor has a known location.
     """
 
     ids: list[int]
@@ -356,6 +375,8 @@ class _Packed:
     answers: list[tuple[int, int]]
     supports: list[list[int]]
     readouts: list[list[int]]
+    states: list[tuple[int, list[int]]]
+    whereabouts: list[tuple[int, int]]
 
 
 def _group_series(stories: Sequence[Story]) -> list[list[Story]]:
@@ -377,6 +398,28 @@ def _cut_series(train: Sequence[Sequence[Story]], max_sentences: int) -> list[li
     return [series for series in cut if series]
 
 
+def _readout_facts(
+    story: Story, words: Sequence[Sequence[int]], actors: set[int], locations: set[int]
+) -> list[int]:
+    """The sentences (1-based) whose "." holds the answer once it knows where its actor is: the
+    last supporting fact, and (tasks 1 and 2) the later sentences of the same actor before that
+    actor moves again, which tell the same place. Task 3 asks where the actor was before the
+    last fact, which only that fact's "." recalls."""
+    if not story.question.support:
+        return []
+    last = max(story.question.support)
+    facts = [last]
+    actor = words[last - 1][0] if words[last - 1] else None
+    if story.question.task == 3 or actor not in actors:
+        return facts
+    for k in range(last + 1, len(story.sentences) + 1):
+        if words[k - 1][:1] == [actor]:
+            if locations.intersection(words[k - 1]):
+                break
+            facts.append(k)
+    return facts
+
+
 def _pack(tokenizer, series: Sequence[Story]) -> _Packed:
     """Lay out a question series (stories that extend one another, shortest first)."""
     full = series[-1].sentences
@@ -386,7 +429,12 @@ def _pack(tokenizer, series: Sequence[Story]) -> _Packed:
     for q, story in enumerate(series):
         asked_after.setdefault(len(story.sentences), []).append(q)
 
-    p = _Packed([tokenizer.bos_token_id], [0], [-1], [], [], [], [])
+    actors = set(tokenizer.convert_tokens_to_ids([a.lower() for a in ACTORS]))
+    locations = set(tokenizer.convert_tokens_to_ids(list(LOCATIONS)))
+    asking = set(tokenizer.convert_tokens_to_ids(["where", "is", "was", "the"]))
+    last_move: dict[int, int] = {}  # actor id -> the latest sentence in which it moved
+
+    p = _Packed([tokenizer.bos_token_id], [0], [-1], [], [], [], [], [], [])
     story_at = [0]  # layout index of each story token
     spans: list[list[int]] = [[]]  # layout indices of the tokens of sentence k (1-based)
     ends: list[int] = []  # layout index of each answer token
@@ -399,6 +447,16 @@ def _pack(tokenizer, series: Sequence[Story]) -> _Packed:
             p.ids.append(token)
             p.positions.append(len(story_at) - 1)
             p.block.append(-1)
+        if k > 0:
+            words = sentences["input_ids"][k - 1]
+            actor = words[0] if words and words[0] in actors else None
+            if actor in last_move:
+                p.states.append((spans[k][-1], spans[last_move[actor]]))
+            if actor is not None and locations.intersection(words):
+                last_move[actor] = k
+            if actor in last_move:
+                moved = sentences["input_ids"][last_move[actor] - 1]
+                p.whereabouts.append((spans[k][-1], next(w for w in moved if w in locations)))
         for q in asked_after.get(k, []):
             for offset, token in enumerate(questions["input_ids"][q]):
                 p.ids.append(token)
@@ -406,10 +464,17 @@ def _pack(tokenizer, series: Sequence[Story]) -> _Packed:
                 p.block.append(q)
             answer = tokenizer.convert_tokens_to_ids(series[q].question.answer.lower())
             p.answers.append((len(p.ids) - 1, answer))
+            subject = next((w for w in questions["input_ids"][q] if w not in asking), None)
             facts = [spans[fact] for fact in series[q].question.support]
-            p.supports.append([at for span in facts for at in span])
+            p.supports.append(
+                [at for span in facts if subject in map(p.ids.__getitem__, span) for at in span]
+            )
             p.readouts.append(
-                [at for span in facts if answer in map(p.ids.__getitem__, span) for at in span]
+                [
+                    at
+                    for fact in _readout_facts(series[q], sentences["input_ids"], actors, locations)
+                    for at in spans[fact]
+                ]
             )
             # The answer is read too, so the model learns to end with <eos> after it.
             p.ids.append(answer)
@@ -435,6 +500,9 @@ def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict[str, torch.
     n_answers = sum(len(p.answers) for p in packed)
     support = torch.zeros((n_answers, width), dtype=torch.bool)  # [Q, T]
     readout = torch.zeros((n_answers, width), dtype=torch.bool)  # [Q, T]
+    state = torch.zeros((sum(len(p.states) for p in packed), width), dtype=torch.bool)  # [S, T]
+    state_rows, state_at = [], []
+    where_rows, where_at, where_ids = [], [], []
     for i, p in enumerate(packed):
         n = len(p.ids)
         ids[i, :n] = torch.tensor(p.ids)
@@ -447,6 +515,14 @@ def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict[str, torch.
             answer_rows.append(i)
             answer_at.append(at)
             answer_ids.append(answer)
+        for at, before in p.states:
+            state[len(state_rows), before] = True
+            state_rows.append(i)
+            state_at.append(at)
+        for at, location in p.whereabouts:
+            where_rows.append(i)
+            where_at.append(at)
+            where_ids.append(location)
 
     # Query t may read key s if s comes before it and is a story token or in t's own block.
     causal = torch.ones(width, width, dtype=torch.bool).tril()  # [T, T]
@@ -463,6 +539,12 @@ def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict[str, torch.
         "answer_ids": torch.tensor(answer_ids, dtype=torch.long, device=device),
         "support": support.to(device),
         "readout": readout.to(device),
+        "state_rows": torch.tensor(state_rows, dtype=torch.long, device=device),
+        "state_at": torch.tensor(state_at, dtype=torch.long, device=device),
+        "state": state.to(device),
+        "where_rows": torch.tensor(where_rows, dtype=torch.long, device=device),
+        "where_at": torch.tensor(where_at, dtype=torch.long, device=device),
+        "where_ids": torch.tensor(where_ids, dtype=torch.long, device=device),
     }
 
 
@@ -487,8 +569,10 @@ def _loss(
     lm_weight: float,
     support_weight: float = 0.0,
     readout_weight: float = 0.0,
+    state_weight: float = 0.0,
+    location_weight: float = 0.0,
 ) -> torch.Tensor:
-    supervised = support_weight > 0 or readout_weight > 0
+    supervised = support_weight > 0 or readout_weight > 0 or state_weight > 0
     output = model(
         input_ids=batch["input_ids"],
         position_ids=batch["position_ids"],
@@ -501,32 +585,43 @@ def _loss(
     if lm_weight > 0:
         lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
         loss = loss + lm_weight * lm
+    if location_weight > 0 and len(batch["where_at"]):
+        where_logits = logits[batch["where_rows"], batch["where_at"]]  # [S, V]
+        loss = loss + location_weight * F.cross_entropy(where_logits, batch["where_ids"])
     if supervised:
-        layers = _supervised_layers(model.config, support_weight, readout_weight)
-        heads = support_heads(*_head_shape(model.config))[1]
+        given = {"support": support_weight, "readout": readout_weight, "state": state_weight}
+        layers = _supervised_layers(model.config, *given.values())
+        heads = {name: where(*_head_shape(model.config))[1] for name, where in LOSS_HEADS.items()}
         # Only the supervised layers return weights, in layer order (see _training_attention).
         weights = dict(zip(sorted(set(layers.values())), output.attentions, strict=True))
-        for name, weight in (("support", support_weight), ("readout", readout_weight)):
-            if weight > 0:
-                read = _attention_loss(weights[layers[name]], batch, batch[name], heads)
-                loss = loss + weight * read
+        for name, layer in layers.items():
+            rows, at = (
+                ("state_rows", "state_at") if name == "state" else ("answer_rows", "answer_at")
+            )
+            read = _attention_loss(weights[layer], batch[rows], batch[at], batch[name], heads[name])
+            loss = loss + given[name] * read
     return loss
 
 
 def _attention_loss(
-    weights: torch.Tensor, batch: dict[str, torch.Tensor], target: torch.Tensor, heads: list[int]
+    weights: torch.Tensor,
+    rows: torch.Tensor,
+    at: torch.Tensor,
+    target: torch.Tensor,
+    heads: list[int],
 ) -> torch.Tensor:
-    """Mean -log of the attention that the given heads pay, from each question's "?", to the
+    """Mean -log of the attention that the given heads pay, from each query token, to its
     target tokens.
 
     Args:
         weights: ``[B, H, T, T]`` attention weights of one layer.
-        batch: a batch from :func:`_collate`.
-        target: ``[Q, T]`` the tokens each question's heads should read.
+        rows: ``[Q]`` the batch row of each query token.
+        at: ``[Q]`` its position (a question's "?", or a sentence's ".").
+        target: ``[Q, T]`` the tokens each query token's heads should read.
         heads: the heads trained.
     """
-    read = weights[batch["answer_rows"]][:, heads]  # [Q, h, T, T]
-    read = read[torch.arange(len(batch["answer_at"])), :, batch["answer_at"]]  # [Q, h, T]
+    heads = torch.tensor(heads, device=weights.device)
+    read = weights[rows[:, None], heads[None, :], at[:, None]]  # [Q, h, T]
     mass = (read * target[:, None]).sum(-1)  # [Q, h]
     # A question without target tokens (a bAbI file whose facts never name the answer) adds
     # nothing.
@@ -541,11 +636,14 @@ def _head_shape(config) -> tuple[int, int, int]:
     return config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads
 
 
-def _supervised_layers(config, support_weight: float, readout_weight: float) -> dict[str, int]:
-    """The layer of each attention loss in use: ``{"support": 1, "readout": 2}`` at most."""
+def _supervised_layers(
+    config, support_weight: float, readout_weight: float, state_weight: float = 0.0
+) -> dict[str, int]:
+    """The layer of each attention loss in use: ``{"support": 1, "readout": 2, "state": 1}``
+    at most."""
     shape = _head_shape(config)
-    layers = {"support": support_heads(*shape)[0], "readout": readout_heads(*shape)[0]}
-    weights = {"support": support_weight, "readout": readout_weight}
+    layers = {name: where(*shape)[0] for name, where in LOSS_HEADS.items()}
+    weights = {"support": support_weight, "readout": readout_weight, "state": state_weight}
     return {name: layer for name, layer in layers.items() if weights[name] > 0}
 
 
@@ -586,6 +684,12 @@ def readout_heads(layers: int, heads: int, kv_heads: int) -> tuple[int, list[int
     """The layer and heads trained to read the fact that names the answer: the same heads as
     :func:`support_heads`, one layer later (the last layer, in a smaller model)."""
     return min(2, layers - 1), support_heads(layers, heads, kv_heads)[1]
+
+
+LOSS_HEADS = {"support": support_heads, "readout": readout_heads, "state": support_heads}
+"""Where each attention loss is applied: a function of (layers, heads, key/value heads). The
+state loss trains the support heads from the story's "." tokens; on the second head of each
+key/value group instead, it slowed training (task 2: 0.63 against 0.70 after 10 minutes)."""
 
 
 def _fresh_batch(
@@ -646,6 +750,8 @@ def train_story_gpt(
     max_grad_norm: float | None = None,
     support_weight: float = 3.0,
     readout_weight: float = 1.0,
+    state_weight: float = 1.0,
+    location_weight: float = 1.0,
 ) -> TrainResult:
     """Train a story-gpt on generated (or real bAbI) stories.
 
@@ -711,6 +817,8 @@ def train_story_gpt(
         "max_grad_norm": max_grad_norm,
         "support_weight": support_weight,
         "readout_weight": readout_weight,
+        "state_weight": state_weight,
+        "location_weight": location_weight,
     }
     if epochs < 1 or n_stories < 1 or batch_size < 1:
         raise StmemError("epochs, n_stories and batch_size must each be at least 1.")
@@ -719,9 +827,8 @@ def train_story_gpt(
     torch.manual_seed(seed)
     model, tokenizer = build_story_gpt(sizes)
     model.to(torch_device).train()
-    _supervise(
-        model, set(_supervised_layers(model.config, support_weight, readout_weight).values())
-    )
+    supervised = _supervised_layers(model.config, support_weight, readout_weight, state_weight)
+    _supervise(model, set(supervised.values()))
 
     train, val = _training_series(
         tasks,
@@ -782,7 +889,15 @@ def train_story_gpt(
     for epoch, batch in schedule():
         set_lr(step)
         inputs = _collate(batch, tokenizer.pad_token_id, torch_device)
-        loss = _loss(model, inputs, lm_weight, support_weight, readout_weight)
+        loss = _loss(
+            model,
+            inputs,
+            lm_weight,
+            support_weight,
+            readout_weight,
+            state_weight,
+            location_weight,
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if max_grad_norm is not None:
@@ -865,7 +980,7 @@ def trained_readers(folder: str | Path) -> list[str]:
         folder: a folder written by :func:`train_story_gpt`.
 
     Returns:
-        One sentence per supervised layer, e.g. "Layer 1, heads 0 and 2: ..."; empty when the
+        One sentence per attention loss, e.g. "Layer 1, heads 0 and 2: ..."; empty when the
         folder has no ``training.json`` or was trained without attention losses.
     """
     try:
@@ -880,14 +995,27 @@ def trained_readers(folder: str | Path) -> list[str]:
         return []
     lines = []
     for weight, where, what in (
-        ("support_weight", support_heads, "each question's supporting sentences"),
-        ("readout_weight", readout_heads, "the supporting sentence that names the answer"),
+        (
+            "support_weight",
+            support_heads,
+            "from the question's '?' to its supporting sentences that name its actor or object",
+        ),
+        (
+            "readout_weight",
+            readout_heads,
+            "from the question's '?' to its last supporting sentence",
+        ),
+        (
+            "state_weight",
+            support_heads,
+            "from each sentence's '.' to the latest earlier sentence in which its actor moved",
+        ),
     ):
         if (arguments.get(weight) or 0) > 0:
             layer, heads = where(*shape)
             named = " and ".join(str(h) for h in heads)
             lines.append(
                 f"Layer {layer}, head{'s' if len(heads) > 1 else ''} {named}: trained to attend "
-                f"from the question's '?' to {what}."
+                f"{what}."
             )
     return lines
