@@ -102,7 +102,7 @@ def _sentence_words(story) -> list[list[str]]:
     return [tokenize(sentence) for sentence in story.sentences]
 
 
-def test_each_answer_is_supervised_on_its_first_hop_and_its_last_supporting_sentence():
+def test_each_answer_is_supervised_on_its_first_hop_and_the_sentences_that_tell_it():
     tokenizer = build_story_tokenizer()
     extended = 0
     for task in (1, 2, 3):
@@ -149,9 +149,7 @@ def test_each_sentence_is_supervised_on_the_latest_earlier_move_of_its_actor():
         expected = []
         for k, sentence in enumerate(words):
             earlier = [
-                j
-                for j in range(k)
-                if words[j][0] == sentence[0] and set(words[j]) & set(LOCATIONS)
+                j for j in range(k) if words[j][0] == sentence[0] and set(words[j]) & set(LOCATIONS)
             ]
             if earlier:
                 expected.append((sentence, words[earlier[-1]]))
@@ -340,10 +338,9 @@ def test_bundled_story_gpt_answers_as_documented():
     tokenizer = AutoTokenizer.from_pretrained(path)
     rows = evaluate_story_gpt(model, tokenizer, [1, 2], 200, seed=2024)
     accuracy = {row["task"]: row["accuracy"] for row in rows}
-    # The README's measured accuracy (n = 1000): 1.000 and 0.720. Task 1 meets the issue's
-    # 0.99 with the slack the issue allows a sample of 200; task 2 misses its 0.95, so this
-    # guards the measured figure against regressions (n = 200 here: 1.000 and 0.750).
-    assert accuracy[1] >= 0.97 and accuracy[2] >= 0.68
+    # The issue's targets (0.99 and 0.95) with a few points of slack for a sample of 200. The
+    # README's figures (n = 1000): 1.000 and 0.946; on this sample: 1.000 and 0.955.
+    assert accuracy[1] >= 0.97 and accuracy[2] >= 0.92
 
 
 def test_questions_without_target_tokens_add_nothing_to_the_attention_loss():

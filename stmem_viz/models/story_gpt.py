@@ -26,11 +26,15 @@ sentences:
   hop: "Mary went to the kitchen" for "Where is Mary?", "John took the milk" for "Where is
   the milk?".
 - ``state_weight`` (1), layer 1, from each story sentence's final ".": the latest earlier
-  sentence in which that sentence's actor moved. A sentence's "." then carries where its actor
-  was, so "John dropped the milk." knows where the milk now lies.
-- ``readout_weight`` (1), layer 2, from the "?": the question's last supporting sentence, which
-  (given the state) holds the answer: for "Where is the milk?", the later of "John took the
-  milk" and John's latest move, or the drop; in task 3, the move into the place asked about.
+  sentence in which that sentence's actor moved. With ``location_weight`` (1), a cross-entropy
+  that makes each sentence's "." predict where its actor is after it, a sentence's "." carries
+  where its actor is, so "John dropped the milk." knows where the milk now lies.
+- ``readout_weight`` (1), layer 2, from the "?": the sentences whose "." then tells the answer
+  (:func:`_readout_facts`): the question's last supporting sentence (for "Where is the milk?",
+  the later of "John took the milk" and John's latest move, or the drop) and the same actor's
+  later sentences before it moves again; in task 3, only the move into the place asked about.
+
+The main epochs draw the tasks in :data:`DEFAULT_TASK_SHARES`.
 
 Without these losses, a model this small sits for thousands of steps on a plateau where it
 answers with the most recent location; with them, the actor-matching heads form within a few
@@ -52,7 +56,7 @@ import math
 import platform
 import random
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -126,6 +130,10 @@ asked about after every sentence) forms the actor-matching heads in about 200 st
 about every actor makes "the most recent location" a poor answer: with one question per
 sentence, one data seed in two stalled on that plateau. The second stage carries the heads to
 objects (tasks 2 and 3) on short stories."""
+
+DEFAULT_TASK_SHARES: dict[int, float] = {1: 0.5, 2: 1.5, 3: 1.0}
+"""Generated training stories of each task, as a multiple of ``n_stories`` (tasks not listed:
+1). Task 1 is learned within the curriculum; the main epochs go mostly to the two-hop task 2."""
 
 TRAINING_ATTENTION = "stmem_story_training"
 """Attention implementation used while training with the support loss."""
@@ -359,8 +367,8 @@ class _Packed:
         supports: per answer, the indices of the tokens of its first hop: the supporting
             sentences that name the question's subject (the actor of task 1, the object of
             tasks 2 and 3).
-        readouts: per answer, the indices of the tokens of its last supporting sentence (the
-            fact the answer is read from, given :attr:`states`).
+        readouts: per answer, the indices of the tokens of the sentences whose "." tells the
+            answer once it knows where its actor is (:func:`_readout_facts`): its second hop.
         states: (index of a sentence's final ".", indices of the tokens of the latest earlier
             sentence in which the same actor moved) for each sentence that has one: where its
             actor was before it.
@@ -705,7 +713,7 @@ def _fresh_batch(
 
 
 def _training_series(
-    tasks, n_stories, seed, lengths, per_sentence, babi_dir, val_n
+    tasks, n_stories, seed, lengths, per_sentence, babi_dir, val_n, shares
 ) -> tuple[list[list[Story]], dict[int, list[Story]]]:
     """Question series to train on, and single-question validation stories per task."""
     if babi_dir is not None:
@@ -718,7 +726,7 @@ def _training_series(
     for task in tasks:
         rng = random.Random(f"story-gpt/task{task}/seed{seed}")
         low = max(lengths[0], MIN_SENTENCES[task])
-        for _ in range(n_stories):
+        for _ in range(max(1, round(n_stories * shares.get(task, 1.0)))):
             n = rng.randint(low, lengths[1])
             series.append(generate_story_series(task, rng, n, per_sentence))
     val = {t: generate_stories(t, val_n, seed + 10_000, 2, lengths[1]) for t in tasks}
@@ -752,6 +760,7 @@ def train_story_gpt(
     readout_weight: float = 1.0,
     state_weight: float = 1.0,
     location_weight: float = 1.0,
+    task_shares: Mapping[int, float] = DEFAULT_TASK_SHARES,
 ) -> TrainResult:
     """Train a story-gpt on generated (or real bAbI) stories.
 
@@ -785,11 +794,20 @@ def train_story_gpt(
             left out of a stage.
         curriculum_batch_size: stories per step in the curriculum.
         max_grad_norm: clip the gradient norm to this (None: no clipping).
-        support_weight: weight of the supporting-fact attention loss (0: none), see
+        support_weight: weight of the first-hop attention loss (0: none): from the "?", the
+            supporting sentences that name the question's actor or object, see
             :func:`support_heads`. It needs supporting facts, which generated stories and bAbI
             files both carry.
-        readout_weight: weight of the same loss one layer later, on the supporting sentence
-            that names the answer (the second hop of tasks 2 and 3), see :func:`readout_heads`.
+        readout_weight: weight of the second-hop attention loss, one layer later: from the
+            "?", the sentences whose "." tells the answer (see :func:`_readout_facts`,
+            :func:`readout_heads`).
+        state_weight: weight of the state attention loss: from each sentence's ".", the
+            latest earlier sentence in which its actor moved (on the support heads).
+        location_weight: weight of the cross-entropy of the place each sentence's actor is in
+            after it, predicted at the sentence's "." (the story tokens' next-token output,
+            unused otherwise; it conflicts with ``lm_weight`` > 0 there).
+        task_shares: generated training stories of each task as a multiple of ``n_stories``
+            (ignored with ``babi_dir``), see :data:`DEFAULT_TASK_SHARES`.
 
     Returns:
         The trained model (in eval mode), its history and the output folder.
@@ -819,6 +837,7 @@ def train_story_gpt(
         "readout_weight": readout_weight,
         "state_weight": state_weight,
         "location_weight": location_weight,
+        "task_shares": {str(t): share for t, share in task_shares.items()},
     }
     if epochs < 1 or n_stories < 1 or batch_size < 1:
         raise StmemError("epochs, n_stories and batch_size must each be at least 1.")
@@ -838,6 +857,7 @@ def train_story_gpt(
         questions_per_sentence,
         babi_dir,
         val_n,
+        dict(task_shares),
     )
     packed = [_pack(tokenizer, series) for series in train]
     stages = []
