@@ -19,12 +19,15 @@ from stmem_viz.data import (
     tokenize,
 )
 from stmem_viz.models.bundled import bundled_family, bundled_path
+from stmem_viz.models.question_layout import full_mask
 from stmem_viz.models.story_gpt import (
     _attention_loss,
     _collate,
+    _forward,
     _pack,
     _supervise,
     _supervised_layers,
+    _training_series,
     answer_probs,
     build_story_gpt,
     build_story_tokenizer,
@@ -83,12 +86,10 @@ def test_packed_training_sequences_compute_each_answer_as_the_prompt_alone():
     model.eval()
     series = [generate_story_series(task, random.Random(task), 9) for task in (1, 2, 3)]
     batch = _collate([_pack(tokenizer, s) for s in series], tokenizer.pad_token_id, "cpu")
+    _supervise(model, ())
     with torch.no_grad():
-        logits = model(
-            input_ids=batch["input_ids"],
-            position_ids=batch["position_ids"],
-            attention_mask=batch["attention_mask"],
-        ).logits
+        logits, _ = _forward(model, batch)
+    _supervise(model, None)
     packed = logits[batch["answer_rows"], batch["answer_at"]].softmax(-1).numpy()
     alone = answer_probs(
         model, tokenizer, [(s.sentences, s.question.text) for g in series for s in g]
@@ -190,27 +191,60 @@ def test_each_sentence_is_trained_to_tell_where_its_actor_is_after_it():
 
 
 @pytest.mark.parametrize("layers", [2, 3])
-def test_the_training_attention_changes_no_output_and_returns_the_supervised_weights(layers):
+def test_the_layout_attention_equals_the_dense_masked_attention_and_keeps_supervised_weights(
+    layers,
+):
     torch.manual_seed(0)
     model, tokenizer = build_story_gpt({**TINY, "num_hidden_layers": layers})
     model.eval()
-    series = [generate_story_series(task, random.Random(task), 9) for task in (1, 2, 3)]
+    series = [generate_story_series(task, random.Random(task), 9, 2) for task in (1, 2, 3)]
     batch = _collate([_pack(tokenizer, s) for s in series], tokenizer.pad_token_id, "cpu")
-    inputs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask")}
+    supervised = set(_supervised_layers(model.config, 3.0, 1.0, 1.0).values())
+    assert supervised == ({1} if layers == 2 else {1, 2})
     with torch.no_grad():
-        stock = model(**inputs).logits
-        _supervise(model, _supervised_layers(model.config, 3.0, 1.0, 1.0).values())
-        supervised = model(**inputs, output_attentions=True)
-        _supervise(model, ())
-    torch.testing.assert_close(supervised.logits, stock, rtol=0, atol=1e-5)
-    # Layer 1 (support) and layer 2 (readout) when there is one; no other layer.
-    assert len(supervised.attentions) == layers - 1
-    for weights in supervised.attentions:
-        assert weights.shape == (3, TINY["num_attention_heads"], *batch["input_ids"].shape[1:] * 2)
-        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
-        hidden = (batch["attention_mask"] < 0).expand_as(weights)  # pairs the mask forbids
-        assert float(weights[hidden].abs().max()) == 0.0
+        _supervise(model, supervised)
+        logits, weights = _forward(model, batch, supervised)
+        _supervise(model, None)
+        model.set_attn_implementation("eager")
+        dense = model(
+            input_ids=batch["input_ids"],
+            position_ids=batch["position_ids"],
+            attention_mask=full_mask(batch["layout"]),
+            output_attentions=True,
+        )
+        model.set_attn_implementation("sdpa")
+    torch.testing.assert_close(logits, dense.logits, rtol=0, atol=1e-5)
+    story = batch["layout"].story
+    for layer in supervised:
+        kept, eager = weights[layer], dense.attentions[layer]  # eager: [B, H, T, T]
+        torch.testing.assert_close(kept.story, eager[:, :, :story, :story], rtol=0, atol=1e-6)
+        torch.testing.assert_close(kept.questions, eager[:, :, story:, :story], rtol=0, atol=1e-6)
+        torch.testing.assert_close(kept.story.sum(-1), torch.ones(kept.story.shape[:-1]))
+        # A question reads only the story told before it (plus its own question).
+        untold = ~batch["layout"].told.expand_as(kept.questions)
+        assert float(kept.questions[untold].abs().max()) == 0.0
+        assert float(kept.questions.sum(-1).max()) <= 1.0 + 1e-6
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_the_layout_puts_every_question_after_the_story_and_reads_it_as_told():
+    tokenizer = build_story_tokenizer()
+    series = generate_story_series(2, random.Random(5), 7, 2)
+    packed = _pack(tokenizer, series)
+    batch = _collate([packed], tokenizer.pad_token_id, "cpu")
+    story, ids = batch["layout"].story, batch["input_ids"][0].tolist()
+    told_story = [t for t, b in zip(packed.ids, packed.block, strict=True) if b == -1]
+    assert ids[:story] == told_story
+    question_tokens = [t for t, b in zip(packed.ids, packed.block, strict=True) if b >= 0]
+    assert ids[story : story + len(question_tokens)] == question_tokens
+    mark = tokenizer.convert_tokens_to_ids("?")
+    assert all(ids[at] == mark for at in batch["answer_at"].tolist())
+    assert batch["answer_q"].tolist() == [at - story for at in batch["answer_at"].tolist()]
+    # Each question reads exactly the story tokens told before it, <bos> included.
+    for q, story_i in zip(batch["answer_q"].tolist(), series, strict=True):
+        told = int(batch["layout"].told[0, 0, q].sum())
+        words = len(tokenizer(" ".join(story_i.sentences))["input_ids"])
+        assert told == words
 
 
 def test_supervised_heads_are_one_per_key_value_group_in_the_second_and_third_layers():
@@ -300,16 +334,11 @@ def test_the_support_loss_teaches_heads_to_read_the_supporting_fact():
     assert rows[0]["accuracy"] >= 0.9  # the most recent location alone gets about 0.45
     series = [generate_story_series(1, random.Random(i), 6, 4) for i in range(16)]
     batch = _collate([_pack(tokenizer, s) for s in series], tokenizer.pad_token_id, "cpu")
-    _supervise(model, _supervised_layers(model.config, 3.0, 1.0).values())
+    _supervise(model, {1})
     with torch.no_grad():
-        support, _ = model(
-            input_ids=batch["input_ids"],
-            position_ids=batch["position_ids"],
-            attention_mask=batch["attention_mask"],
-            output_attentions=True,
-        ).attentions
-    _supervise(model, ())
-    read = support[batch["answer_rows"], 0, batch["answer_at"]]  # [Q, T] head 0 of layer 1
+        _, weights = _forward(model, batch, {1})
+    _supervise(model, None)
+    read = weights[1].questions[batch["answer_rows"], 0, batch["answer_q"]]  # [Q, S] layer 1
     mass = (read * batch["support"]).sum(-1)
     assert float(mass.median()) > 0.9
 
@@ -350,3 +379,10 @@ def test_questions_without_target_tokens_add_nothing_to_the_attention_loss():
     loss = _attention_loss(weights, rows, at, target, [0, 1])
     assert float(loss) == pytest.approx(-np.log(0.5))
     assert float(_attention_loss(weights, rows, at, target[1:].expand(2, 4), [0])) == 0.0
+
+
+def test_task_shares_set_how_many_training_stories_each_task_gets():
+    series, val = _training_series((1, 2), 10, 0, (2, 6), 1, None, 5, {1: 0.5, 2: 2.0})
+    tasks = [story.question.task for group in series for story in group[:1]]
+    assert (tasks.count(1), tasks.count(2)) == (5, 20)
+    assert {task: len(stories) for task, stories in val.items()} == {1: 5, 2: 5}

@@ -13,13 +13,15 @@ so the Transformer and the memory networks share one vocabulary. The tokenizer a
 itself; :func:`format_prompt` writes the text without it. Unknown words map to ``<unk>``.
 
 Training reads each generated story once with a question after every sentence (as bAbI files
-interleave them). A custom attention mask hides each question from the story tokens that
-follow it and from the other questions, and rotary positions continue the story's count, so
-every answer is computed exactly as it would be for the prompt alone; one pass over a story
-of n sentences trains about n answers. Loss: cross-entropy on each answer token, plus three
-attention losses that use bAbI's supporting-fact ids (the "strong supervision" they allow,
-Weston et al., 2015). Each trains one head per key/value group to put its attention on given
-sentences:
+interleave them). Each question reads only the story told before it and its own tokens, and
+rotary positions continue the story's count, so every answer is computed exactly as it would
+be for the prompt alone; one pass over a story of n sentences trains about n answers. The
+batch puts the story first and the questions after it, and attention is computed only where
+it is allowed (:mod:`stmem_viz.models.question_layout`).
+
+Loss: cross-entropy on each answer token, plus three attention losses that use bAbI's
+supporting-fact ids (the "strong supervision" they allow, Weston et al., 2015). Each trains one
+head per key/value group to put its attention on given sentences:
 
 - ``support_weight`` (3), layer 1, from the question's "?": the supporting sentences that name
   the question's subject (the actor of task 1, the object of tasks 2 and 3). That is the first
@@ -74,7 +76,6 @@ from transformers import (
 )
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from stmem_viz import StmemError
 from stmem_viz.data import (
@@ -94,6 +95,12 @@ from stmem_viz.data import (
 from stmem_viz.data.vocab import PUNCTUATION
 from stmem_viz.data.world import MIN_SENTENCES
 from stmem_viz.models.device import resolve_device
+from stmem_viz.models.question_layout import (
+    SupervisedWeights,
+    build_layout,
+    layout_attention,
+    layout_rows,
+)
 from stmem_viz.models.training import ProgressFn, TrainProgress, TrainResult
 
 log = logging.getLogger(__name__)
@@ -136,7 +143,7 @@ DEFAULT_TASK_SHARES: dict[int, float] = {1: 0.5, 2: 1.5, 3: 1.0}
 1). Task 1 is learned within the curriculum; the main epochs go mostly to the two-hop task 2."""
 
 TRAINING_ATTENTION = "stmem_story_training"
-"""Attention implementation used while training with the support loss."""
+"""Attention implementation used while training (see :func:`_training_attention`)."""
 
 StoryInput = tuple[Sequence[str], str]
 """A story as (sentences, question)."""
@@ -497,62 +504,75 @@ def _pack(tokenizer, series: Sequence[Story]) -> _Packed:
     return p
 
 
-def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict[str, torch.Tensor]:
-    """Padded inputs, the additive attention mask and the targets of a batch."""
-    width = max(len(p.ids) for p in packed)
+def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict:
+    """Padded inputs, layout and targets of a batch, each row's story first, then its questions.
+
+    See :mod:`stmem_viz.models.question_layout`. Indices into a row: ``answer_at``,
+    ``state_at`` and ``where_at`` index the whole row (``answer_at`` lies in the question
+    part, the others in the story part); ``answer_q`` is ``answer_at`` within the question
+    part; the ``support``, ``readout`` and ``state`` targets are masks over the story part.
+    """
+    rows = [layout_rows(p.block) for p in packed]
+    story = max(int(is_story.sum()) for _, is_story, _, _ in rows)
+    questions = max(max(int((~is_story).sum()) for _, is_story, _, _ in rows), 1)
+    width = story + questions
     ids = torch.full((len(packed), width), pad_id, dtype=torch.long)  # [B, T]
     positions = torch.zeros((len(packed), width), dtype=torch.long)  # [B, T]
-    block = torch.full((len(packed), width), -2, dtype=torch.long)  # [B, T], -2: padding
     targets = torch.full((len(packed), width), -100, dtype=torch.long)  # [B, T]
-    answer_rows, answer_at, answer_ids = [], [], []
     n_answers = sum(len(p.answers) for p in packed)
-    support = torch.zeros((n_answers, width), dtype=torch.bool)  # [Q, T]
-    readout = torch.zeros((n_answers, width), dtype=torch.bool)  # [Q, T]
-    state = torch.zeros((sum(len(p.states) for p in packed), width), dtype=torch.bool)  # [S, T]
+    support = torch.zeros((n_answers, story), dtype=torch.bool)  # [Q, S]
+    readout = torch.zeros((n_answers, story), dtype=torch.bool)  # [Q, S]
+    state = torch.zeros((sum(len(p.states) for p in packed), story), dtype=torch.bool)  # [R, S]
+    answer_rows, answer_at, answer_ids = [], [], []
     state_rows, state_at = [], []
     where_rows, where_at, where_ids = [], [], []
-    for i, p in enumerate(packed):
-        n = len(p.ids)
-        ids[i, :n] = torch.tensor(p.ids)
-        positions[i, :n] = torch.tensor(p.positions)
-        block[i, :n] = torch.tensor(p.block)
-        targets[i, :n] = torch.tensor(p.targets)
+    for i, (p, (new_index, is_story, _, _)) in enumerate(zip(packed, rows, strict=True)):
+        place = torch.as_tensor(np.where(is_story, new_index, story + new_index))  # [T_i]
+        ids[i, place] = torch.tensor(p.ids)
+        positions[i, place] = torch.tensor(p.positions)
+        targets[i, place] = torch.tensor(p.targets)
         for (at, answer), facts, read in zip(p.answers, p.supports, p.readouts, strict=True):
-            support[len(answer_rows), facts] = True
-            readout[len(answer_rows), read] = True
+            support[len(answer_rows), new_index[facts]] = True
+            readout[len(answer_rows), new_index[read]] = True
             answer_rows.append(i)
-            answer_at.append(at)
+            answer_at.append(int(place[at]))
             answer_ids.append(answer)
         for at, before in p.states:
-            state[len(state_rows), before] = True
+            state[len(state_rows), new_index[before]] = True
             state_rows.append(i)
-            state_at.append(at)
+            state_at.append(int(place[at]))
         for at, location in p.whereabouts:
             where_rows.append(i)
-            where_at.append(at)
+            where_at.append(int(place[at]))
             where_ids.append(location)
+    layout = build_layout(
+        [int(is_story.sum()) for _, is_story, _, _ in rows],
+        [told for _, _, told, _ in rows],
+        [starts for _, _, _, starts in rows],
+        story,
+        questions,
+    )
 
-    # Query t may read key s if s comes before it and is a story token or in t's own block.
-    causal = torch.ones(width, width, dtype=torch.bool).tril()  # [T, T]
-    same = (block[:, None, :] == -1) | (block[:, None, :] == block[:, :, None])  # [B, T, T]
-    mask = torch.zeros(same.shape, dtype=torch.float32)  # [B, T, T]
-    mask.masked_fill_(~(causal[None] & same), torch.finfo(torch.float32).min)
+    def longs(values: list[int]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long, device=device)
+
     return {
         "input_ids": ids.to(device),
         "position_ids": positions.to(device),
-        "attention_mask": mask[:, None].to(device),  # [B, 1, T, T]
+        "layout": layout.to(device),
         "targets": targets.to(device),
-        "answer_rows": torch.tensor(answer_rows, dtype=torch.long, device=device),
-        "answer_at": torch.tensor(answer_at, dtype=torch.long, device=device),
-        "answer_ids": torch.tensor(answer_ids, dtype=torch.long, device=device),
+        "answer_rows": longs(answer_rows),
+        "answer_at": longs(answer_at),
+        "answer_q": longs([at - story for at in answer_at]),
+        "answer_ids": longs(answer_ids),
         "support": support.to(device),
         "readout": readout.to(device),
-        "state_rows": torch.tensor(state_rows, dtype=torch.long, device=device),
-        "state_at": torch.tensor(state_at, dtype=torch.long, device=device),
+        "state_rows": longs(state_rows),
+        "state_at": longs(state_at),
         "state": state.to(device),
-        "where_rows": torch.tensor(where_rows, dtype=torch.long, device=device),
-        "where_at": torch.tensor(where_at, dtype=torch.long, device=device),
-        "where_ids": torch.tensor(where_ids, dtype=torch.long, device=device),
+        "where_rows": longs(where_rows),
+        "where_at": longs(where_at),
+        "where_ids": longs(where_ids),
     }
 
 
@@ -571,43 +591,52 @@ def _batches(packed: list[_Packed], batch_size: int, rng: random.Random) -> list
     return batches
 
 
+def _forward(
+    model, batch: dict, layers: Collection[int] = ()
+) -> tuple[torch.Tensor, dict[int, SupervisedWeights]]:
+    """Logits ``[B, T, V]`` of a collated batch, and the attention weights over the story of
+    the given layers (each must have been marked by :func:`_supervise`)."""
+    assert model.config._attn_implementation == TRAINING_ATTENTION, "call _supervise first"
+    attentions = [layer.self_attn for layer in model.model.layers]
+    for module in attentions:
+        module.stmem_layout = batch["layout"]
+    try:
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+        weights = {layer: attentions[layer].stmem_weights for layer in layers}
+    finally:
+        for module in attentions:
+            module.stmem_layout = None
+            module.stmem_weights = None
+    return logits, weights
+
+
 def _loss(
     model,
-    batch: dict[str, torch.Tensor],
+    batch: dict,
     lm_weight: float,
     support_weight: float = 0.0,
     readout_weight: float = 0.0,
     state_weight: float = 0.0,
     location_weight: float = 0.0,
 ) -> torch.Tensor:
-    supervised = support_weight > 0 or readout_weight > 0 or state_weight > 0
-    output = model(
-        input_ids=batch["input_ids"],
-        position_ids=batch["position_ids"],
-        attention_mask=batch["attention_mask"],
-        output_attentions=supervised,
-    )
-    logits = output.logits  # [B, T, V]
+    given = {"support": support_weight, "readout": readout_weight, "state": state_weight}
+    layers = _supervised_layers(model.config, *given.values())
+    logits, weights = _forward(model, batch, set(layers.values()))  # [B, T, V]
     answer_logits = logits[batch["answer_rows"], batch["answer_at"]]  # [Q, V]
     loss = F.cross_entropy(answer_logits, batch["answer_ids"])
     if lm_weight > 0:
         lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
         loss = loss + lm_weight * lm
     if location_weight > 0 and len(batch["where_at"]):
-        where_logits = logits[batch["where_rows"], batch["where_at"]]  # [S, V]
+        where_logits = logits[batch["where_rows"], batch["where_at"]]  # [R, V]
         loss = loss + location_weight * F.cross_entropy(where_logits, batch["where_ids"])
-    if supervised:
-        given = {"support": support_weight, "readout": readout_weight, "state": state_weight}
-        layers = _supervised_layers(model.config, *given.values())
-        heads = {name: where(*_head_shape(model.config))[1] for name, where in LOSS_HEADS.items()}
-        # Only the supervised layers return weights, in layer order (see _training_attention).
-        weights = dict(zip(sorted(set(layers.values())), output.attentions, strict=True))
-        for name, layer in layers.items():
-            rows, at = (
-                ("state_rows", "state_at") if name == "state" else ("answer_rows", "answer_at")
-            )
-            read = _attention_loss(weights[layer], batch[rows], batch[at], batch[name], heads[name])
-            loss = loss + given[name] * read
+    heads = {name: where(*_head_shape(model.config))[1] for name, where in LOSS_HEADS.items()}
+    for name, layer in layers.items():
+        if name == "state":
+            read, rows, at = weights[layer].story, batch["state_rows"], batch["state_at"]
+        else:
+            read, rows, at = weights[layer].questions, batch["answer_rows"], batch["answer_q"]
+        loss = loss + given[name] * _attention_loss(read, rows, at, batch[name], heads[name])
     return loss
 
 
@@ -622,10 +651,10 @@ def _attention_loss(
     target tokens.
 
     Args:
-        weights: ``[B, H, T, T]`` attention weights of one layer.
+        weights: ``[B, H, T_q, T_k]`` attention weights of one layer (queries, keys).
         rows: ``[Q]`` the batch row of each query token.
-        at: ``[Q]`` its position (a question's "?", or a sentence's ".").
-        target: ``[Q, T]`` the tokens each query token's heads should read.
+        at: ``[Q]`` its query index (a question's "?", or a sentence's ".").
+        target: ``[Q, T_k]`` the tokens each query token's heads should read.
         heads: the heads trained.
     """
     heads = torch.tensor(heads, device=weights.device)
@@ -655,11 +684,12 @@ def _supervised_layers(
     return {name: layer for name, layer in layers.items() if weights[name] > 0}
 
 
-def _supervise(model: LlamaForCausalLM, layers: Collection[int]) -> None:
-    """Compute and return attention weights in these layers while training (none: plain sdpa)."""
+def _supervise(model: LlamaForCausalLM, layers: Collection[int] | None) -> None:
+    """Switch to the story-then-questions attention that :func:`_forward` needs, keeping the
+    weights of these layers; None: back to plain sdpa."""
     for index, layer in enumerate(model.model.layers):
-        layer.self_attn.stmem_supervised = index in layers
-    model.set_attn_implementation(TRAINING_ATTENTION if layers else "sdpa")
+        layer.self_attn.stmem_supervised = layers is not None and index in layers
+    model.set_attn_implementation("sdpa" if layers is None else TRAINING_ATTENTION)
 
 
 def _training_attention(
@@ -669,13 +699,26 @@ def _training_attention(
     value: torch.Tensor,
     attention_mask: torch.Tensor | None,
     **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """sdpa, except in the supervised layer when weights are asked for (by the support loss):
-    there they are computed explicitly, with gradients, and returned."""
-    if getattr(module, "stmem_supervised", False) and kwargs.pop("output_attentions", False):
-        return eager_attention_forward(module, query, key, value, attention_mask, **kwargs)
+) -> tuple[torch.Tensor, None]:
+    """:func:`~stmem_viz.models.question_layout.layout_attention` on a batch that
+    :func:`_forward` laid out, keeping the weights in the supervised layers; plain sdpa on any
+    other input (validation while training)."""
     kwargs.pop("output_attentions", None)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    layout = getattr(module, "stmem_layout", None)
+    if layout is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    output, weights = layout_attention(
+        module,
+        query,
+        key,
+        value,
+        layout,
+        kwargs["scaling"],
+        kwargs.get("dropout", 0.0),
+        keep_weights=getattr(module, "stmem_supervised", False),
+    )
+    module.stmem_weights = weights
+    return output, None
 
 
 AttentionInterface.register(TRAINING_ATTENTION, _training_attention)
@@ -935,7 +978,7 @@ def train_story_gpt(
             break
 
     model.eval()
-    _supervise(model, ())
+    _supervise(model, None)
     final = {t: _accuracy(model, tokenizer, stories) for t, stories in val.items()}
     wall_s = time.perf_counter() - started
     if out is not None:
