@@ -33,6 +33,7 @@ from stmem_viz.models.story_gpt import (
     build_story_tokenizer,
     evaluate_story_gpt,
     format_prompt,
+    object_heads,
     readout_heads,
     support_heads,
     train_story_gpt,
@@ -386,3 +387,35 @@ def test_task_shares_set_how_many_training_stories_each_task_gets():
     tasks = [story.question.task for group in series for story in group[:1]]
     assert (tasks.count(1), tasks.count(2)) == (5, 20)
     assert {task: len(stories) for task, stories in val.items()} == {1: 5, 2: 5}
+
+
+def test_questions_about_objects_train_their_own_heads_when_kept_apart():
+    tokenizer = build_story_tokenizer()
+    series = [generate_story_series(task, random.Random(task), 8, 2) for task in (1, 2)]
+    batch = _collate([_pack(tokenizer, s) for s in series], tokenizer.pad_token_id, "cpu")
+    tasks = [story.question.task for group in series for story in group]
+    assert batch["about_object"].tolist() == [task != 1 for task in tasks]
+    assert object_heads(4, 4, 2) == (1, [1, 3]) and object_heads(2, 2, 2) == (1, [0, 1])
+    # Per-query heads: each query's loss reads only its own heads.
+    weights = torch.zeros((1, 4, 2, 3))  # [B, H, Q, S]
+    weights[0, 0, 0, 1] = weights[0, 2, 0, 1] = 1.0  # query 0: heads 0 and 2 on the target
+    weights[0, 1, 1, 2] = weights[0, 3, 1, 2] = 1.0  # query 1: heads 1 and 3 on the target
+    target = torch.tensor([[False, True, False], [False, False, True]])
+    rows, at = torch.tensor([0, 0]), torch.tensor([0, 1])
+    per_query = torch.tensor([[0, 2], [1, 3]])
+    assert float(_attention_loss(weights, rows, at, target, per_query)) == pytest.approx(0.0)
+    assert float(_attention_loss(weights, rows, at, target, [0, 2])) > 6.0
+
+
+def test_trained_readers_name_the_object_heads_of_a_model_trained_with_them_apart(tmp_path):
+    sizes = {"num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2}
+    arguments = {"support_weight": 3.0, "readout_weight": 1.0, "state_weight": 0.0}
+    record = {"arguments": {**arguments, "objects_apart": True}, "model_sizes": sizes}
+    (tmp_path / "training.json").write_text(json.dumps(record))
+    lines = trained_readers(tmp_path)
+    assert lines[0].startswith("Layer 1, heads 0 and 2:") and lines[0].endswith("its actor.")
+    assert lines[1].startswith("Layer 1, heads 1 and 3:") and lines[1].endswith("its object.")
+    assert lines[2].startswith("Layer 2, heads 0 and 2:") and len(lines) == 3
+    record["arguments"]["objects_apart"] = False
+    (tmp_path / "training.json").write_text(json.dumps(record))
+    assert trained_readers(tmp_path)[0].endswith("its actor or object.")

@@ -379,6 +379,8 @@ class _Packed:
         states: (index of a sentence's final ".", indices of the tokens of the latest earlier
             sentence in which the same actor moved) for each sentence that has one: where its
             actor was before it.
+        about_object: per answer, whether its subject is an object (tasks 2 and 3) rather than
+            an actor.
         whereabouts: (index of a sentence's final ".", id of the location its actor is in after
             the sentence) for each sentence whose actor has a known location.
     """
@@ -392,6 +394,7 @@ class _Packed:
     readouts: list[list[int]]
     states: list[tuple[int, list[int]]]
     whereabouts: list[tuple[int, int]]
+    about_object: list[bool]
 
 
 def _group_series(stories: Sequence[Story]) -> list[list[Story]]:
@@ -449,7 +452,7 @@ def _pack(tokenizer, series: Sequence[Story]) -> _Packed:
     asking = set(tokenizer.convert_tokens_to_ids(["where", "is", "was", "the"]))
     last_move: dict[int, int] = {}  # actor id -> the latest sentence in which it moved
 
-    p = _Packed([tokenizer.bos_token_id], [0], [-1], [], [], [], [], [], [])
+    p = _Packed([tokenizer.bos_token_id], [0], [-1], [], [], [], [], [], [], [])
     story_at = [0]  # layout index of each story token
     spans: list[list[int]] = [[]]  # layout indices of the tokens of sentence k (1-based)
     ends: list[int] = []  # layout index of each answer token
@@ -480,6 +483,7 @@ def _pack(tokenizer, series: Sequence[Story]) -> _Packed:
             answer = tokenizer.convert_tokens_to_ids(series[q].question.answer.lower())
             p.answers.append((len(p.ids) - 1, answer))
             subject = next((w for w in questions["input_ids"][q] if w not in asking), None)
+            p.about_object.append(subject not in actors)
             facts = [spans[fact] for fact in series[q].question.support]
             p.supports.append(
                 [at for span in facts if subject in map(p.ids.__getitem__, span) for at in span]
@@ -523,7 +527,7 @@ def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict:
     support = torch.zeros((n_answers, story), dtype=torch.bool)  # [Q, S]
     readout = torch.zeros((n_answers, story), dtype=torch.bool)  # [Q, S]
     state = torch.zeros((sum(len(p.states) for p in packed), story), dtype=torch.bool)  # [R, S]
-    answer_rows, answer_at, answer_ids = [], [], []
+    answer_rows, answer_at, answer_ids, about_object = [], [], [], []
     state_rows, state_at = [], []
     where_rows, where_at, where_ids = [], [], []
     for i, (p, (new_index, is_story, _, _)) in enumerate(zip(packed, rows, strict=True)):
@@ -537,6 +541,7 @@ def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict:
             answer_rows.append(i)
             answer_at.append(int(place[at]))
             answer_ids.append(answer)
+        about_object += p.about_object
         for at, before in p.states:
             state[len(state_rows), new_index[before]] = True
             state_rows.append(i)
@@ -565,6 +570,7 @@ def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict:
         "answer_at": longs(answer_at),
         "answer_q": longs([at - story for at in answer_at]),
         "answer_ids": longs(answer_ids),
+        "about_object": torch.tensor(about_object, dtype=torch.bool, device=device),
         "support": support.to(device),
         "readout": readout.to(device),
         "state_rows": longs(state_rows),
@@ -618,6 +624,7 @@ def _loss(
     readout_weight: float = 0.0,
     state_weight: float = 0.0,
     location_weight: float = 0.0,
+    objects_apart: bool = False,
 ) -> torch.Tensor:
     given = {"support": support_weight, "readout": readout_weight, "state": state_weight}
     layers = _supervised_layers(model.config, *given.values())
@@ -630,13 +637,18 @@ def _loss(
     if location_weight > 0 and len(batch["where_at"]):
         where_logits = logits[batch["where_rows"], batch["where_at"]]  # [R, V]
         loss = loss + location_weight * F.cross_entropy(where_logits, batch["where_ids"])
-    heads = {name: where(*_head_shape(model.config))[1] for name, where in LOSS_HEADS.items()}
+    shape = _head_shape(model.config)
+    heads = {name: torch.tensor(where(*shape)[1]) for name, where in LOSS_HEADS.items()}
     for name, layer in layers.items():
         if name == "state":
             read, rows, at = weights[layer].story, batch["state_rows"], batch["state_at"]
         else:
             read, rows, at = weights[layer].questions, batch["answer_rows"], batch["answer_q"]
-        loss = loss + given[name] * _attention_loss(read, rows, at, batch[name], heads[name])
+        trained = heads[name].expand(len(rows), -1)  # [Q, h]
+        if name == "support" and objects_apart:
+            apart = torch.tensor(object_heads(*shape)[1])
+            trained = torch.where(batch["about_object"][:, None], apart, trained)
+        loss = loss + given[name] * _attention_loss(read, rows, at, batch[name], trained)
     return loss
 
 
@@ -645,7 +657,7 @@ def _attention_loss(
     rows: torch.Tensor,
     at: torch.Tensor,
     target: torch.Tensor,
-    heads: list[int],
+    heads: list[int] | torch.Tensor,
 ) -> torch.Tensor:
     """Mean -log of the attention that the given heads pay, from each query token, to its
     target tokens.
@@ -655,10 +667,11 @@ def _attention_loss(
         rows: ``[Q]`` the batch row of each query token.
         at: ``[Q]`` its query index (a question's "?", or a sentence's ".").
         target: ``[Q, T_k]`` the tokens each query token's heads should read.
-        heads: the heads trained.
+        heads: the heads trained, the same for every query, or ``[Q, h]`` per query.
     """
-    heads = torch.tensor(heads, device=weights.device)
-    read = weights[rows[:, None], heads[None, :], at[:, None]]  # [Q, h, T]
+    heads = torch.as_tensor(heads, device=weights.device)
+    heads = heads.expand(len(rows), -1) if heads.dim() == 1 else heads  # [Q, h]
+    read = weights[rows[:, None], heads, at[:, None]]  # [Q, h, T]
     mass = (read * target[:, None]).sum(-1)  # [Q, h]
     # A question without target tokens (a bAbI file whose facts never name the answer) adds
     # nothing.
@@ -729,6 +742,14 @@ def support_heads(layers: int, heads: int, kv_heads: int) -> tuple[int, list[int
     """The layer and heads trained to read the supporting facts: the first head of each
     key/value group in the second layer (the first layer, in a one-layer model)."""
     return min(1, layers - 1), list(range(0, heads, heads // kv_heads))
+
+
+def object_heads(layers: int, heads: int, kv_heads: int) -> tuple[int, list[int]]:
+    """The layer and heads trained on the first hop of questions about objects when it is kept
+    apart from the actor questions (``objects_apart``): the second head of each key/value
+    group, in the layer of :func:`support_heads` (the same heads where groups have one)."""
+    layer, first = support_heads(layers, heads, kv_heads)
+    return layer, [h + 1 for h in first] if heads // kv_heads > 1 else first
 
 
 def readout_heads(layers: int, heads: int, kv_heads: int) -> tuple[int, list[int]]:
@@ -804,6 +825,7 @@ def train_story_gpt(
     state_weight: float = 1.0,
     location_weight: float = 1.0,
     task_shares: Mapping[int, float] = DEFAULT_TASK_SHARES,
+    objects_apart: bool = False,
 ) -> TrainResult:
     """Train a story-gpt on generated (or real bAbI) stories.
 
@@ -851,6 +873,8 @@ def train_story_gpt(
             unused otherwise; it conflicts with ``lm_weight`` > 0 there).
         task_shares: generated training stories of each task as a multiple of ``n_stories``
             (ignored with ``babi_dir``), see :data:`DEFAULT_TASK_SHARES`.
+        objects_apart: train the first hop of questions about objects on their own heads
+            (:func:`object_heads`), not on the heads that find actors.
 
     Returns:
         The trained model (in eval mode), its history and the output folder.
@@ -881,6 +905,7 @@ def train_story_gpt(
         "state_weight": state_weight,
         "location_weight": location_weight,
         "task_shares": {str(t): share for t, share in task_shares.items()},
+        "objects_apart": objects_apart,
     }
     if epochs < 1 or n_stories < 1 or batch_size < 1:
         raise StmemError("epochs, n_stories and batch_size must each be at least 1.")
@@ -960,6 +985,7 @@ def train_story_gpt(
             readout_weight,
             state_weight,
             location_weight,
+            objects_apart,
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -1056,24 +1082,24 @@ def trained_readers(folder: str | Path) -> list[str]:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    lines = []
-    for weight, where, what in (
-        (
-            "support_weight",
-            support_heads,
-            "from the question's '?' to its supporting sentences that name its actor or object",
-        ),
+    apart = bool(arguments.get("objects_apart"))
+    first_hop = "from the question's '?' to its supporting sentences that name its actor"
+    readers = [
+        ("support_weight", support_heads, first_hop + ("" if apart else " or object")),
+        ("support_weight", object_heads, first_hop.replace("actor", "object")) if apart else None,
         (
             "readout_weight",
             readout_heads,
-            "from the question's '?' to its last supporting sentence",
+            "from the question's '?' to the sentences that tell its answer",
         ),
         (
             "state_weight",
             support_heads,
             "from each sentence's '.' to the latest earlier sentence in which its actor moved",
         ),
-    ):
+    ]
+    lines = []
+    for weight, where, what in filter(None, readers):
         if (arguments.get(weight) or 0) > 0:
             layer, heads = where(*shape)
             named = " and ".join(str(h) for h in heads)
