@@ -415,7 +415,9 @@ def test_trained_readers_name_the_object_heads_of_a_model_trained_with_them_apar
     lines = trained_readers(tmp_path)
     assert lines[0].startswith("Layer 1, heads 0 and 2:") and lines[0].endswith("its actor.")
     assert lines[1].startswith("Layer 1, heads 1 and 3:") and lines[1].endswith("its object.")
-    assert lines[2].startswith("Layer 2, heads 0 and 2:") and len(lines) == 3
+    assert lines[2].startswith("Layer 2, heads 1 and 3:") and lines[2].endswith("about objects.")
+    assert lines[3].startswith("Layer 2, heads 0 and 2:") and lines[3].endswith("about actors.")
+    assert len(lines) == 4
     record["arguments"]["objects_apart"] = False
     (tmp_path / "training.json").write_text(json.dumps(record))
     assert trained_readers(tmp_path)[0].endswith("its actor or object.")

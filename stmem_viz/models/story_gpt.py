@@ -645,7 +645,7 @@ def _loss(
         else:
             read, rows, at = weights[layer].questions, batch["answer_rows"], batch["answer_q"]
         trained = heads[name].expand(len(rows), -1)  # [Q, h]
-        if name == "support" and objects_apart:
+        if name in ("support", "readout") and objects_apart:
             apart = torch.tensor(object_heads(*shape)[1])
             trained = torch.where(batch["about_object"][:, None], apart, trained)
         loss = loss + given[name] * _attention_loss(read, rows, at, batch[name], trained)
@@ -745,11 +745,16 @@ def support_heads(layers: int, heads: int, kv_heads: int) -> tuple[int, list[int
 
 
 def object_heads(layers: int, heads: int, kv_heads: int) -> tuple[int, list[int]]:
-    """The layer and heads trained on the first hop of questions about objects when it is kept
-    apart from the actor questions (``objects_apart``): the second head of each key/value
-    group, in the layer of :func:`support_heads` (the same heads where groups have one)."""
+    """The layer and heads trained on the first hop of questions about objects when they are
+    kept apart from the actor questions (``objects_apart``): the second head of each key/value
+    group, in the layer of :func:`support_heads` (the same heads where groups have one). The
+    second hop uses the same heads in the layer of :func:`readout_heads`."""
     layer, first = support_heads(layers, heads, kv_heads)
     return layer, [h + 1 for h in first] if heads // kv_heads > 1 else first
+
+
+def _object_readout_heads(layers: int, heads: int, kv_heads: int) -> tuple[int, list[int]]:
+    return readout_heads(layers, heads, kv_heads)[0], object_heads(layers, heads, kv_heads)[1]
 
 
 def readout_heads(layers: int, heads: int, kv_heads: int) -> tuple[int, list[int]]:
@@ -873,8 +878,9 @@ def train_story_gpt(
             unused otherwise; it conflicts with ``lm_weight`` > 0 there).
         task_shares: generated training stories of each task as a multiple of ``n_stories``
             (ignored with ``babi_dir``), see :data:`DEFAULT_TASK_SHARES`.
-        objects_apart: train the first hop of questions about objects on their own heads
-            (:func:`object_heads`), not on the heads that find actors.
+        objects_apart: train both hops of questions about objects on their own heads (the
+            heads of :func:`object_heads` in the support and readout layers), not on the heads
+            that answer questions about actors.
 
     Returns:
         The trained model (in eval mode), its history and the output folder.
@@ -1084,22 +1090,23 @@ def trained_readers(folder: str | Path) -> list[str]:
         return []
     apart = bool(arguments.get("objects_apart"))
     first_hop = "from the question's '?' to its supporting sentences that name its actor"
+    second_hop = "from the question's '?' to the sentences that tell its answer"
     readers = [
         ("support_weight", support_heads, first_hop + ("" if apart else " or object")),
-        ("support_weight", object_heads, first_hop.replace("actor", "object")) if apart else None,
-        (
-            "readout_weight",
-            readout_heads,
-            "from the question's '?' to the sentences that tell its answer",
-        ),
+        ("readout_weight", readout_heads, second_hop + (", for questions about actors" * apart)),
         (
             "state_weight",
             support_heads,
             "from each sentence's '.' to the latest earlier sentence in which its actor moved",
         ),
     ]
+    if apart:
+        readers[1:1] = [
+            ("support_weight", object_heads, first_hop.replace("actor", "object")),
+            ("readout_weight", _object_readout_heads, second_hop + ", for questions about objects"),
+        ]
     lines = []
-    for weight, where, what in filter(None, readers):
+    for weight, where, what in readers:
         if (arguments.get(weight) or 0) > 0:
             layer, heads = where(*shape)
             named = " and ".join(str(h) for h in heads)
