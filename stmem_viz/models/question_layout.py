@@ -95,36 +95,34 @@ def layout_rows(block: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     new_index = np.where(is_story, n_story_before, question_index)
     told = n_story_before[~is_story]
     q_blocks = block[~is_story]
-    starts = np.zeros(len(q_blocks), dtype=np.int64)
-    for i in range(1, len(q_blocks)):
-        starts[i] = starts[i - 1] if q_blocks[i] == q_blocks[i - 1] else i
+    begins = np.diff(q_blocks, prepend=q_blocks[:1] - 1) != 0  # first token of each question
+    starts = np.maximum.accumulate(np.where(begins, np.arange(len(q_blocks)), 0))
     return new_index, is_story, told, starts
 
 
 def build_layout(
-    story_lengths: Sequence[int],
     told: Sequence[np.ndarray],
     starts: Sequence[np.ndarray],
     story_width: int,
     question_width: int,
 ) -> QuestionLayout:
-    """The masks of a batch, from each row's story length and question tokens.
+    """The masks of a batch, from each row's question tokens (their ``told`` and ``start``, see
+    :func:`layout_rows`).
 
     A padding question token reads the first story token (``<bos>``) only, so that its softmax
     is defined; no real token reads a padding token.
     """
-    batch = len(story_lengths)
     longest = max((int(np.max(np.arange(len(s)) - s)) + 1 for s in starts if len(s)), default=1)
-    told_mask = torch.zeros((batch, question_width, story_width), dtype=torch.bool)
-    window = torch.zeros((batch, question_width, longest), dtype=torch.bool)
+    told_mask = torch.zeros((len(told), question_width, story_width), dtype=torch.bool)
+    window = torch.zeros((len(told), question_width, longest), dtype=torch.bool)
     told_mask[:, :, 0] = True
+    keys = torch.arange(story_width)
+    offsets = torch.arange(longest) - (longest - 1)  # [W]: -(W-1) .. 0
     for row, (row_told, row_starts) in enumerate(zip(told, starts, strict=True)):
         n = len(row_told)
         if n == 0:
             continue
-        keys = torch.arange(story_width)
         told_mask[row, :n] = keys[None, :] < torch.as_tensor(row_told)[:, None]
-        offsets = torch.arange(longest) - (longest - 1)  # [W]: -(W-1) .. 0
         places = torch.arange(n)[:, None] + offsets[None, :]  # [n, W]
         window[row, :n] = places >= torch.as_tensor(row_starts)[:, None]
     return QuestionLayout(story=story_width, told=told_mask[:, None], window=window[:, None])

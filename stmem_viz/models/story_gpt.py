@@ -389,10 +389,10 @@ class _Packed:
         states: (index of a sentence's final ".", indices of the tokens of the latest earlier
             sentence in which the same actor moved) for each sentence that has one: where its
             actor was before it.
-        about_object: per answer, whether its subject is an object (tasks 2 and 3) rather than
-            an actor.
         whereabouts: (index of a sentence's final ".", id of the location its actor is in after
             the sentence) for each sentence whose actor has a known location.
+        about_object: per answer, whether its subject is an object (tasks 2 and 3) rather than
+            an actor.
     """
 
     ids: list[int]
@@ -561,7 +561,6 @@ def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict:
             where_at.append(int(place[at]))
             where_ids.append(location)
     layout = build_layout(
-        [int(is_story.sum()) for _, is_story, _, _ in rows],
         [told for _, _, told, _ in rows],
         [starts for _, _, _, starts in rows],
         story,
@@ -647,8 +646,10 @@ def _loss(
     if location_weight > 0 and len(batch["where_at"]):
         where_logits = logits[batch["where_rows"], batch["where_at"]]  # [R, V]
         loss = loss + location_weight * F.cross_entropy(where_logits, batch["where_ids"])
-    shape = _head_shape(model.config)
-    heads = {name: torch.tensor(where(*shape)[1]) for name, where in LOSS_HEADS.items()}
+    shape, device = _head_shape(model.config), logits.device
+    heads = {
+        name: torch.tensor(where(*shape)[1], device=device) for name, where in LOSS_HEADS.items()
+    }
     for name, layer in layers.items():
         if name == "state":
             read, rows, at = weights[layer].story, batch["state_rows"], batch["state_at"]
@@ -656,7 +657,7 @@ def _loss(
             read, rows, at = weights[layer].questions, batch["answer_rows"], batch["answer_q"]
         trained = heads[name].expand(len(rows), -1)  # [Q, h]
         if name in ("support", "readout") and objects_apart:
-            apart = torch.tensor(object_heads(*shape)[1])
+            apart = torch.tensor(object_heads(*shape)[1], device=device)
             trained = torch.where(batch["about_object"][:, None], apart, trained)
         loss = loss + given[name] * _attention_loss(read, rows, at, batch[name], trained)
     return loss
