@@ -24,6 +24,7 @@ from stmem_viz.models.story_gpt import (
     _attention_loss,
     _collate,
     _forward,
+    _loss,
     _pack,
     _supervise,
     _supervised_layers,
@@ -111,7 +112,15 @@ def test_each_answer_is_supervised_on_its_first_hop_and_the_sentences_that_tell_
         series = generate_story_series(task, random.Random(task), 12)
         packed = _pack(tokenizer, series)
         assert len(packed.supports) == len(packed.readouts) == len(series)
-        for story, support, readout in zip(series, packed.supports, packed.readouts, strict=True):
+        assert len(packed.support_words) == len(packed.readout_stops) == len(series)
+        hops = zip(
+            packed.supports,
+            packed.support_words,
+            packed.readouts,
+            packed.readout_stops,
+            strict=True,
+        )
+        for story, (support, word, readout, stops) in zip(series, hops, strict=True):
             words = _sentence_words(story)
             subject = {1: 2, 2: 3, 3: 3}[task]  # "where is mary ?", "where is/was the milk"
             subject = tokenize(story.question.text)[subject]
@@ -125,6 +134,11 @@ def test_each_answer_is_supervised_on_its_first_hop_and_the_sentences_that_tell_
             assert named and tokenizer.convert_ids_to_tokens(packed.ids[i] for i in support) == (
                 named
             )
+            # The same hop on the subject's own word in those sentences.
+            assert set(word) <= set(support)
+            assert tokenizer.convert_ids_to_tokens(packed.ids[i] for i in word) == [subject] * sum(
+                subject in words[fact - 1] for fact in story.question.support
+            )
             # Second hop: the last supporting sentence and, for tasks 1 and 2, the actor's
             # later sentences until it moves again: each tells where the answer is.
             last = max(story.question.support)
@@ -137,6 +151,11 @@ def test_each_answer_is_supervised_on_its_first_hop_and_the_sentences_that_tell_
                 told.append(sentence)
             read = tokenizer.convert_ids_to_tokens(packed.ids[i] for i in readout)
             assert read == [w for sentence in told for w in sentence]
+            # The same sentences' final "." tokens, one per sentence.
+            assert len(stops) == len(told) and set(stops) <= set(readout)
+            assert tokenizer.convert_ids_to_tokens(packed.ids[i] for i in stops) == ["."] * len(
+                told
+            )
             extended += len(told) > 1
             assert all(packed.block[i] == -1 for i in support + readout)  # story tokens only
     assert extended  # the seeds include later sentences of the same actor
@@ -421,3 +440,30 @@ def test_trained_readers_name_the_object_heads_of_a_model_trained_with_them_apar
     record["arguments"]["objects_apart"] = False
     (tmp_path / "training.json").write_text(json.dumps(record))
     assert trained_readers(tmp_path)[0].endswith("its actor or object.")
+
+
+@pytest.mark.parametrize("name", ["support", "readout"])
+def test_the_hops_can_be_trained_on_the_subject_word_and_on_the_final_stop(name):
+    """Each option swaps one attention loss's target for its narrower one, nothing else."""
+    torch.manual_seed(0)
+    model, tokenizer = build_story_gpt({**TINY, "num_hidden_layers": 3})
+    series = [generate_story_series(task, random.Random(task), 8, 2) for task in (1, 2, 3)]
+    batch = _collate([_pack(tokenizer, s) for s in series], tokenizer.pad_token_id, "cpu")
+    narrow = {"support": "support_word", "readout": "readout_stop"}[name]
+    assert (batch[narrow] <= batch[name]).all() and (batch[narrow].sum(-1) >= 1).all()
+    assert batch[narrow].sum() < batch[name].sum()
+    weights = {"support_weight": 0.0, "readout_weight": 0.0, f"{name}_weight": 2.0}
+    option = {"support": "support_at_subject", "readout": "readout_at_stop"}[name]
+    layer, heads = (support_heads if name == "support" else readout_heads)(3, 4, 2)
+    _supervise(model, {layer})
+    with torch.no_grad():
+        logits, kept = _forward(model, batch, {layer})
+        answer = torch.nn.functional.cross_entropy(
+            logits[batch["answer_rows"], batch["answer_at"]], batch["answer_ids"]
+        )
+        rows, at = batch["answer_rows"], batch["answer_q"]
+        for target, on in ((batch[name], False), (batch[narrow], True)):
+            loss = _loss(model, batch, 0.0, **weights, **{option: on})
+            attention = _attention_loss(kept[layer].questions, rows, at, target, heads)
+            assert float(loss) == pytest.approx(float(answer + 2.0 * attention), rel=1e-5)
+    _supervise(model, None)

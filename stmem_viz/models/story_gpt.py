@@ -386,6 +386,9 @@ class _Packed:
             tasks 2 and 3).
         readouts: per answer, the indices of the tokens of the sentences whose "." tells the
             answer once it knows where its actor is (:func:`_readout_facts`): its second hop.
+        support_words: per answer, the indices of the question's subject word in those
+            sentences.
+        readout_stops: per answer, the indices of those sentences' final "." tokens.
         states: (index of a sentence's final ".", indices of the tokens of the latest earlier
             sentence in which the same actor moved) for each sentence that has one: where its
             actor was before it.
@@ -401,7 +404,9 @@ class _Packed:
     targets: list[int]
     answers: list[tuple[int, int]]
     supports: list[list[int]]
+    support_words: list[list[int]]
     readouts: list[list[int]]
+    readout_stops: list[list[int]]
     states: list[tuple[int, list[int]]]
     whereabouts: list[tuple[int, int]]
     about_object: list[bool]
@@ -462,7 +467,7 @@ def _pack(tokenizer, series: Sequence[Story]) -> _Packed:
     asking = set(tokenizer.convert_tokens_to_ids(["where", "is", "was", "the"]))
     last_move: dict[int, int] = {}  # actor id -> the latest sentence in which it moved
 
-    p = _Packed([tokenizer.bos_token_id], [0], [-1], [], [], [], [], [], [], [])
+    p = _Packed([tokenizer.bos_token_id], [0], [-1], [], [], [], [], [], [], [], [], [])
     story_at = [0]  # layout index of each story token
     spans: list[list[int]] = [[]]  # layout indices of the tokens of sentence k (1-based)
     ends: list[int] = []  # layout index of each answer token
@@ -498,13 +503,10 @@ def _pack(tokenizer, series: Sequence[Story]) -> _Packed:
             p.supports.append(
                 [at for span in facts if subject in map(p.ids.__getitem__, span) for at in span]
             )
-            p.readouts.append(
-                [
-                    at
-                    for fact in _readout_facts(series[q], sentences["input_ids"], actors, locations)
-                    for at in spans[fact]
-                ]
-            )
+            p.support_words.append([at for at in p.supports[-1] if p.ids[at] == subject])
+            read = _readout_facts(series[q], sentences["input_ids"], actors, locations)
+            p.readouts.append([at for fact in read for at in spans[fact]])
+            p.readout_stops.append([spans[fact][-1] for fact in read])
             # The answer is read too, so the model learns to end with <eos> after it.
             p.ids.append(answer)
             p.positions.append(len(story_at) + len(questions["input_ids"][q]))
@@ -535,7 +537,9 @@ def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict:
     targets = torch.full((len(packed), width), -100, dtype=torch.long)  # [B, T]
     n_answers = sum(len(p.answers) for p in packed)
     support = torch.zeros((n_answers, story), dtype=torch.bool)  # [Q, S]
+    support_word = torch.zeros((n_answers, story), dtype=torch.bool)  # [Q, S]
     readout = torch.zeros((n_answers, story), dtype=torch.bool)  # [Q, S]
+    readout_stop = torch.zeros((n_answers, story), dtype=torch.bool)  # [Q, S]
     state = torch.zeros((sum(len(p.states) for p in packed), story), dtype=torch.bool)  # [R, S]
     answer_rows, answer_at, answer_ids, about_object = [], [], [], []
     state_rows, state_at = [], []
@@ -545,9 +549,13 @@ def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict:
         ids[i, place] = torch.tensor(p.ids)
         positions[i, place] = torch.tensor(p.positions)
         targets[i, place] = torch.tensor(p.targets)
-        for (at, answer), facts, read in zip(p.answers, p.supports, p.readouts, strict=True):
+        for (at, answer), facts, words, read, stops in zip(
+            p.answers, p.supports, p.support_words, p.readouts, p.readout_stops, strict=True
+        ):
             support[len(answer_rows), new_index[facts]] = True
+            support_word[len(answer_rows), new_index[words]] = True
             readout[len(answer_rows), new_index[read]] = True
+            readout_stop[len(answer_rows), new_index[stops]] = True
             answer_rows.append(i)
             answer_at.append(int(place[at]))
             answer_ids.append(answer)
@@ -581,7 +589,9 @@ def _collate(packed: Sequence[_Packed], pad_id: int, device) -> dict:
         "answer_ids": longs(answer_ids),
         "about_object": torch.tensor(about_object, dtype=torch.bool, device=device),
         "support": support.to(device),
+        "support_word": support_word.to(device),
         "readout": readout.to(device),
+        "readout_stop": readout_stop.to(device),
         "state_rows": longs(state_rows),
         "state_at": longs(state_at),
         "state": state.to(device),
@@ -634,6 +644,8 @@ def _loss(
     state_weight: float = 0.0,
     location_weight: float = 0.0,
     objects_apart: bool = False,
+    readout_at_stop: bool = False,
+    support_at_subject: bool = False,
 ) -> torch.Tensor:
     given = {"support": support_weight, "readout": readout_weight, "state": state_weight}
     layers = _supervised_layers(model.config, *given.values())
@@ -659,7 +671,12 @@ def _loss(
         if name in ("support", "readout") and objects_apart:
             apart = torch.tensor(object_heads(*shape)[1], device=device)
             trained = torch.where(batch["about_object"][:, None], apart, trained)
-        loss = loss + given[name] * _attention_loss(read, rows, at, batch[name], trained)
+        target = batch[name]
+        if name == "readout" and readout_at_stop:
+            target = batch["readout_stop"]
+        if name == "support" and support_at_subject:
+            target = batch["support_word"]
+        loss = loss + given[name] * _attention_loss(read, rows, at, target, trained)
     return loss
 
 
@@ -842,6 +859,8 @@ def train_story_gpt(
     location_weight: float = 1.0,
     task_shares: Mapping[int, float] = DEFAULT_TASK_SHARES,
     objects_apart: bool = False,
+    readout_at_stop: bool = False,
+    support_at_subject: bool = False,
 ) -> TrainResult:
     """Train a story-gpt on generated (or real bAbI) stories.
 
@@ -892,6 +911,12 @@ def train_story_gpt(
         objects_apart: train both hops of questions about objects on their own heads (the
             heads of :func:`object_heads` in the support and readout layers), not on the heads
             that answer questions about actors.
+        readout_at_stop: train the second hop on the final "." of the sentences that tell the
+            answer (where the location loss puts their actor's place), not on all their tokens.
+        support_at_subject: train the first hop on the question's subject word in its
+            supporting sentences ("milk" in "John took the milk"), not on all their tokens.
+            On whole sentences, heads can gain most of the loss by reading every sentence about
+            any object, which fails in long stories.
 
     Returns:
         The trained model (in eval mode), its history and the output folder.
@@ -923,6 +948,8 @@ def train_story_gpt(
         "location_weight": location_weight,
         "task_shares": {str(t): share for t, share in task_shares.items()},
         "objects_apart": objects_apart,
+        "readout_at_stop": readout_at_stop,
+        "support_at_subject": support_at_subject,
     }
     if epochs < 1 or n_stories < 1 or batch_size < 1:
         raise StmemError("epochs, n_stories and batch_size must each be at least 1.")
@@ -1003,6 +1030,8 @@ def train_story_gpt(
             state_weight,
             location_weight,
             objects_apart,
+            readout_at_stop,
+            support_at_subject,
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
