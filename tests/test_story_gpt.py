@@ -388,7 +388,7 @@ def test_bundled_story_gpt_answers_as_documented():
     rows = evaluate_story_gpt(model, tokenizer, [1, 2], 200, seed=2024)
     accuracy = {row["task"]: row["accuracy"] for row in rows}
     # The targets (0.99 and 0.95) with a few points of slack for a sample of 200. The
-    # README's figures (n = 1000): 1.000 and 0.946; on this sample: 1.000 and 0.955.
+    # README's figures (n = 1000): 1.000 and 0.968; on this sample: 1.000 and 0.985.
     assert accuracy[1] >= 0.97 and accuracy[2] >= 0.92
 
 
@@ -440,6 +440,11 @@ def test_trained_readers_name_the_object_heads_of_a_model_trained_with_them_apar
     record["arguments"]["objects_apart"] = False
     (tmp_path / "training.json").write_text(json.dumps(record))
     assert trained_readers(tmp_path)[0].endswith("its actor or object.")
+    record["arguments"].update(support_at_subject=True, readout_at_stop=True)
+    (tmp_path / "training.json").write_text(json.dumps(record))
+    lines = trained_readers(tmp_path)
+    assert lines[0].endswith("to the name of its actor or object in its supporting facts.")
+    assert lines[1].endswith("to the final '.' of the sentences that tell its answer.")
 
 
 @pytest.mark.parametrize("name", ["support", "readout"])
