@@ -45,7 +45,7 @@ failed, the first-hop heads had learnt to read every sentence about any object: 
 attention on the right sentence in stories of 13-20 sentences, 0.42 on sentences about the
 other objects. The runs that succeeded read the object's own word (all of their attention on
 it). The subject word as the target leaves no credit for reading other objects' sentences; at
-weight 10 the first hop kept 0.997 of its attention on the right word in both seeds tried.
+weight 10 the first hop kept 0.997 of its attention on the right word in all three runs.
 The second hop, on whole sentences, read their object word too and lost to distance; on the
 "." (where the location is), task 2 reached 0.972 on the questions whose first hop was right,
 against 0.915 without (one run each, weight 3). The second hop still varies with the seed: on
@@ -390,10 +390,10 @@ class _Packed:
         supports: per answer, the indices of the tokens of its first hop: the supporting
             sentences that name the question's subject (the actor of task 1, the object of
             tasks 2 and 3).
-        readouts: per answer, the indices of the tokens of the sentences whose "." tells the
-            answer once it knows where its actor is (:func:`_readout_facts`): its second hop.
         support_words: per answer, the indices of the question's subject word in those
             sentences.
+        readouts: per answer, the indices of the tokens of the sentences whose "." tells the
+            answer once it knows where its actor is (:func:`_readout_facts`): its second hop.
         readout_stops: per answer, the indices of those sentences' final "." tokens.
         states: (index of a sentence's final ".", indices of the tokens of the latest earlier
             sentence in which the same actor moved) for each sentence that has one: where its
